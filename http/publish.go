@@ -1,0 +1,211 @@
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// errDraining is the cause of a publish cut short by a shutdown.
+var errDraining = errors.New("server is shutting down")
+
+// fail answers err with its status and a one-line reason; server faults are logged.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errBadRequest), errors.Is(err, sluice.ErrInvalidKey):
+		code = http.StatusBadRequest
+	case errors.Is(err, sluice.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, sluice.ErrGap), errors.Is(err, sluice.ErrMismatch), errors.Is(err, sluice.ErrClosed):
+		code = http.StatusConflict
+		s.metrics.conflicts.Inc()
+	case errors.Is(err, sluice.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, sluice.ErrTooManyStreams), errors.Is(err, errTooManyFollowers), errors.Is(err, errDraining):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
+	}
+	if code >= 500 && !errors.Is(err, errDraining) && !errors.Is(err, errTooManyFollowers) && !errors.Is(err, sluice.ErrTooManyStreams) {
+		logger(r.Context()).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	http.Error(w, err.Error(), code)
+}
+
+// setInfo sets the Stream-* headers every publish and metadata response carries.
+func setInfo(h http.Header, info sluice.Info) {
+	h.Set("Stream-Length", strconv.FormatInt(info.Length, 10))
+	h.Set("Stream-Closed", strconv.FormatBool(info.Closed))
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, key string) {
+	created, err := s.store.Create(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/streams/"+key)
+	if created {
+		w.WriteHeader(http.StatusCreated)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// createRandom creates a stream under a new random key of 128 bits.
+func (s *Server) createRandom(w http.ResponseWriter, r *http.Request) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	key := hex.EncodeToString(b)
+	if _, err := s.store.Create(r.Context(), key); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	w.Header().Set("Location", "/streams/"+key)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(map[string]string{"key": key, "url": scheme + "://" + r.Host + "/streams/" + key})
+}
+
+func (s *Server) head(w http.ResponseWriter, r *http.Request, key string) {
+	st, err := s.store.Open(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info := st.Info()
+	st.Release()
+	setInfo(w.Header(), info)
+	if info.Closed {
+		w.Header().Set("Content-Length", strconv.FormatInt(info.Length, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, key string) {
+	purge, err := parseBool("purge", r.URL.Query().Get("purge"), false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if purge {
+		if err := s.store.Purge(r.Context(), key); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	st, err := s.store.Open(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer st.Release()
+	info, err := st.Close(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	setInfo(w.Header(), info)
+	w.WriteHeader(http.StatusOK)
+}
+
+// publish appends the request body to the stream as it arrives, so followers see each
+// byte long before the body ends. See PROTOCOL.md, "Publish".
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
+	var off int64
+	if v := r.Header.Get("Stream-Offset"); v != "" {
+		var err error
+		if off, err = parseNumber(v); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	closeAtEnd, err := parseBool("Stream-Close", r.Header.Get("Stream-Close"), true)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.store.Create(r.Context(), key); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.store.Open(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer st.Release()
+	// Append even an empty body once, so a gap is refused before anything is read.
+	info, err := st.Append(r.Context(), off, nil)
+	if err == nil {
+		info, err = s.copyBody(w, r, st, off)
+	}
+	if err == nil && closeAtEnd {
+		info, err = st.Close(r.Context())
+	}
+	if err != nil {
+		if st.Info().Length > info.Length {
+			info = st.Info()
+		}
+		setInfo(w.Header(), info)
+		s.fail(w, r, err)
+		return
+	}
+	setInfo(w.Header(), info)
+	w.WriteHeader(http.StatusOK)
+}
+
+// copyBody appends the body from offset off until it ends. A body that breaks leaves every
+// byte received so far stored and the stream open: errBadRequest. A shutdown stops the
+// reading by moving the read deadline into the past: errDraining.
+func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stream, off int64) (sluice.Info, error) {
+	ctl := http.NewResponseController(w)
+	cutShort := func() { ctl.SetReadDeadline(time.Now()) }
+	stop := context.AfterFunc(s.drain, cutShort)
+	defer stop()
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	info := st.Info()
+	for {
+		// A deadline set just as the drain began must not undo the drain's.
+		ctl.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		if s.drain.Err() != nil {
+			cutShort()
+		}
+		n, rerr := r.Body.Read(*buf)
+		if n > 0 {
+			var err error
+			if info, err = st.Append(r.Context(), off, (*buf)[:n]); err != nil {
+				return info, err
+			}
+			off += int64(n)
+			s.metrics.bytesIn.Add(float64(n))
+		}
+		switch {
+		case rerr == io.EOF:
+			return info, nil
+		case rerr != nil && s.drain.Err() != nil:
+			return info, errDraining
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			return info, fmt.Errorf("%w: publish body: no bytes for %v", errBadRequest, s.cfg.ReadTimeout)
+		case rerr != nil:
+			return info, fmt.Errorf("%w: publish body: %v", errBadRequest, rerr)
+		}
+	}
+}
