@@ -304,8 +304,12 @@ func (s *Store) release(st *stream) {
 	st.f.Close()
 }
 
-// markDirty records that st has bytes to fsync; the caller holds st.mu, never s.mu.
+// markDirty records that st has bytes to fsync; the caller holds st.mu, never s.mu. Only
+// the first append after each sync takes the store's lock.
 func (s *Store) markDirty(st *stream) {
+	if st.dirty.Swap(true) {
+		return
+	}
 	s.mu.Lock()
 	s.dirty[st] = true
 	s.mu.Unlock()
@@ -344,6 +348,7 @@ func (s *Store) syncAll() error {
 	s.mu.Unlock()
 	var errs []error
 	for _, st := range todo {
+		st.dirty.Store(false) // before the fsync, which covers every write made so far
 		if err := st.f.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("fsync %s: %w", st.key, err))
 		}
@@ -362,6 +367,11 @@ func (s *Store) countOpen() (int, error) {
 	}
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "meta.json")); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				if err := os.RemoveAll(d); err != nil {
+					return 0, err
+				}
+			}
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(d, "closed")); errors.Is(err, fs.ErrNotExist) {

@@ -40,6 +40,8 @@ type stream struct {
 	f     *os.File // the data file; ReadAt and WriteAt need no lock of their own
 	refs  int      // guarded by store.mu
 
+	dirty atomic.Bool // has bytes not yet fsynced; see Store.markDirty
+
 	mu      sync.Mutex // serialises writers
 	readers int        // handles that have read: the tail is kept while there are any
 	snap    atomic.Pointer[snapshot]
@@ -192,13 +194,22 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 	if err := st.f.Sync(); err != nil {
 		return sn.info, fmt.Errorf("close %s: fsync: %w", st.key, err)
 	}
+	// The marker is written under the store's lock, as Purge reads it, so that a
+	// concurrent Purge sees the stream either open or closed and counts it once, and
+	// never moves the directory away between the marker and its fsync.
+	st.store.mu.Lock()
+	if st.store.streams[st.key] != st {
+		st.store.mu.Unlock()
+		return sn.info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
+	}
 	if err := writeFileSync(filepath.Join(st.dir, "closed"), nil); err != nil {
+		st.store.mu.Unlock()
 		return sn.info, fmt.Errorf("close %s: %w", st.key, err)
 	}
 	if err := syncDir(st.dir); err != nil {
+		st.store.mu.Unlock()
 		return sn.info, fmt.Errorf("close %s: %w", st.key, err)
 	}
-	st.store.mu.Lock()
 	st.store.open--
 	st.store.mu.Unlock()
 	next := *sn
@@ -235,7 +246,7 @@ func (st *stream) stopReading() {
 // handle is one holder's reference to a shared stream.
 type handle struct {
 	st       *stream
-	reading  bool
+	reading  atomic.Bool // set once, by the first Read, which may race with others
 	released atomic.Bool
 }
 
@@ -247,10 +258,10 @@ func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, 
 
 func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
 
-// Read is meant for one follower at a time per handle, like an io.Reader.
+// Read may be called concurrently, as sluice.Stream requires; the first call counts the
+// handle as a reader once.
 func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
-	if !h.reading {
-		h.reading = true
+	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
 		h.st.startReading()
 	}
 	sn := h.st.snap.Load()
@@ -268,7 +279,7 @@ func (h *handle) Release() {
 	if h.released.Swap(true) {
 		return
 	}
-	if h.reading {
+	if h.reading.Load() {
 		h.st.stopReading()
 	}
 	h.st.store.release(h.st)

@@ -1,79 +1,57 @@
 package http
 
 import (
-	"net/http"
-	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/sse"
 )
 
-// eventPool holds SSE encoding buffers, apart from bufPool's fixed-size ones since
-// encoding may grow them.
-var eventPool = sync.Pool{New: func() any { b := make([]byte, 0, 40<<10); return &b }}
-
 // eventStream sends a stream's bytes as Server-Sent Events in busl's framing, each
 // event's id the offset just after its last byte, so that a browser resumes by itself.
 type eventStream struct {
-	raw
-	cfg Config
-	out *[]byte // pooled, held only while writing
+	*wire
+	cfg       Config
+	lastWrite time.Time
 }
 
-func newSSE(w http.ResponseWriter, cfg Config, m *metrics) *eventStream {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	w.WriteHeader(http.StatusOK)
-	t := &eventStream{raw: raw{w: w, ctl: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m}, cfg: cfg}
-	t.send(sse.AppendRetry(nil, cfg.SSERetry))
-	t.flush()
-	return t
+// newSSE starts the event stream with the reconnection delay.
+func newSSE(w *wire, cfg Config) (*eventStream, error) {
+	t := &eventStream{wire: w, cfg: cfg, lastWrite: time.Now()}
+	if err := t.commit(sse.AppendRetry(t.buffer(), cfg.SSERetry)); err != nil {
+		return nil, err
+	}
+	return t, t.flush()
 }
 
 func (t *eventStream) write(b []byte, off int64, final bool) (int, error) {
-	if t.out == nil {
-		t.out = eventPool.Get().(*[]byte)
-	}
-	out, n := sse.AppendEvents((*t.out)[:0], b, off, final)
-	*t.out = out[:0]
-	if len(out) == 0 {
-		return n, nil
-	}
-	return n, t.send(out)
+	out, n := sse.AppendEvents(t.buffer(), b, off, final)
+	t.lastWrite = time.Now()
+	return n, t.commit(out)
 }
 
-// flush pushes the events out and gives the encoding buffer back: an idle follower holds none.
-func (t *eventStream) flush() error {
-	t.release()
-	return t.raw.flush()
-}
-
-func (t *eventStream) send(p []byte) error {
-	t.ctl.SetWriteDeadline(time.Now().Add(t.timeout))
-	n, err := t.w.Write(p)
-	t.m.bytesOut.WithLabelValues("sse").Add(float64(n))
-	return err
-}
-
+// keepalive checks that the follower is still there and, when it has had nothing for the
+// keepalive interval, sends it a comment, which also keeps proxies from timing it out.
 func (t *eventStream) keepalive() error {
-	if err := t.send(sse.AppendKeepalive(nil)); err != nil {
+	if !alive(t.conn) {
+		return errGone
+	}
+	if time.Since(t.lastWrite) < t.cfg.SSEKeepalive {
+		return nil
+	}
+	t.lastWrite = time.Now()
+	if err := t.commit(sse.AppendKeepalive(t.buffer())); err != nil {
 		return err
 	}
 	return t.flush()
 }
 
-func (t *eventStream) idle() time.Duration { return t.cfg.SSEKeepalive }
+func (t *eventStream) idle() time.Duration { return min(t.cfg.SSEKeepalive, t.cfg.ProbeInterval) }
 
-// end tells the follower the stream is closed, so that it does not reconnect.
-func (t *eventStream) end(length int64) {
-	t.send(sse.AppendEnd(nil, length))
-	t.flush()
-}
-
-// release returns the encoding buffer if a write failed before flush.
-func (t *eventStream) release() {
-	if t.out != nil && cap(*t.out) <= 256<<10 {
-		eventPool.Put(t.out)
+// endStream tells the follower the stream is closed, so that it does not reconnect.
+func (t *eventStream) endStream(length int64) {
+	if t.commit(sse.AppendEnd(t.buffer(), length)) == nil {
+		t.end()
+		return
 	}
-	t.out = nil
+	t.abort()
 }

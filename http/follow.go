@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -17,6 +18,9 @@ import (
 
 // errTooManyFollowers refuses a follower beyond the configured limits; it maps to 503.
 var errTooManyFollowers = errors.New("too many followers")
+
+// errGone means a follower's connection is no longer there.
+var errGone = errors.New("follower gone")
 
 // bufPool holds the one buffer a follower or publisher uses while it moves bytes; a
 // waiting follower holds none.
@@ -69,7 +73,12 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 		s.fail(w, r, err)
 		return
 	}
-	defer st.Release()
+	release := true
+	defer func() {
+		if release {
+			st.Release()
+		}
+	}()
 	info := st.Info()
 	end := int64(-1)
 	if rng != nil {
@@ -98,33 +107,69 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 		s.fail(w, r, err)
 		return
 	}
-	defer s.removeFollower(key, kind)
-
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
 	setInfo(h, info)
-	ctx := r.Context()
-	switch kind {
-	case "websocket":
+	if kind == "websocket" {
+		defer s.removeFollower(key, kind)
 		s.followWebSocket(w, r, st, off, end, follow)
-	case "sse":
-		t := newSSE(w, s.cfg, s.metrics)
-		defer t.release()
-		switch s.follow(ctx, st, t, off, end, follow) {
-		case outcomeClosed:
-			t.end(st.Info().Length)
-		case outcomePurged:
-			panic(http.ErrAbortHandler) // SSE would reconnect to a 404, and stop
+		return
+	}
+	if kind == "sse" {
+		h.Set("Content-Type", "text/event-stream")
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
+	s.hijacked.Add(1) // before the hijack, while Shutdown still waits for this connection
+	wi, err := hijack(w, r, kind, s.cfg.WriteTimeout, s.metrics)
+	if err != nil {
+		s.hijacked.Done()
+		s.removeFollower(key, kind)
+		logger(r.Context()).Warn("follower lost", "err", err)
+		return
+	}
+	release = false // the follower's goroutine owns st now
+	go s.followHijacked(logger(r.Context()), wi, st, key, kind, off, end, follow)
+}
+
+// followHijacked serves a raw or SSE follower on a goroutine of its own, owned by the
+// server (counted in s.hijacked, cut by s.kill), so that the request's goroutine and
+// net/http's buffers are freed while the follower waits.
+func (s *Server) followHijacked(log *slog.Logger, wi *wire, st sluice.Stream, key, kind string, off, end int64, follow bool) {
+	defer s.hijacked.Done()
+	defer st.Release()
+	defer s.removeFollower(key, kind)
+	var t transport = &raw{wire: wi, probe: s.cfg.ProbeInterval}
+	if kind == "sse" {
+		var err error
+		if t, err = newSSE(wi, s.cfg); err != nil {
+			wi.abort()
+			return
+		}
+	}
+	switch s.follow(s.kill, st, t, off, end, follow) {
+	case outcomeClosed:
+		if es, ok := t.(*eventStream); ok {
+			es.endStream(st.Info().Length)
+		} else {
+			wi.end()
+		}
+	case outcomeCaughtUp:
+		wi.end()
+	case outcomeDrained:
+		if kind == "sse" {
+			wi.end() // cleanly, without the end event, so that EventSource reconnects
+		} else {
+			wi.abort()
 		}
 	default:
-		t := newRaw(w, s.cfg, s.metrics)
-		if s.follow(ctx, st, t, off, end, follow) > outcomeCaughtUp {
-			// Abort, so the client sees an incomplete response and resumes from what it
-			// counted; a clean end would mean "stream closed".
-			panic(http.ErrAbortHandler)
-		}
+		// Raw: abort, so the client sees an incomplete response and resumes from what it
+		// counted; a clean end would mean "stream closed". SSE: after a purge, the
+		// reconnect gets a 404 and stops.
+		wi.abort()
 	}
 }
 
@@ -173,10 +218,10 @@ func (s *Server) follow(ctx context.Context, st sluice.Stream, t transport, off,
 				return outcomeDrained
 			}
 			return outcomeGone
-		case end >= 0 && next >= end, !follow && next >= info.Length:
-			return outcomeCaughtUp
 		case info.Closed && next >= info.Length:
 			return outcomeClosed
+		case end >= 0 && next >= end, !follow && next >= info.Length:
+			return outcomeCaughtUp
 		}
 		if next != off && timer != nil {
 			timer.Reset(t.idle())
@@ -246,11 +291,13 @@ func (s *Server) catchUp(ctx context.Context, st sluice.Stream, t transport, off
 }
 
 func (s *Server) addFollower(key, kind string) error {
+	// Both checks and the counting happen under s.mu, so that followers arriving at
+	// once cannot all pass a check before any is counted.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if max := s.cfg.MaxFollowers; max > 0 && s.followers.Load() >= int64(max) {
 		return fmt.Errorf("%w: the server has %d (limit %d)", errTooManyFollowers, s.followers.Load(), max)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if max := s.cfg.MaxStreamFollowers; max > 0 && s.streamFollowed[key] >= max {
 		return fmt.Errorf("%w: the stream has %d (limit %d)", errTooManyFollowers, s.streamFollowed[key], max)
 	}
@@ -277,6 +324,7 @@ func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.S
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
 	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
 	setInfo(h, info)
 	content := io.NewSectionReader(readerAt{st}, 0, info.Length)

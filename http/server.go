@@ -37,6 +37,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// ReadTimeout bounds the wait for the next bytes of a publish body (5m).
 	ReadTimeout time.Duration
+	// ProbeInterval is how often an idle raw or SSE follower's connection is checked, so
+	// that one that vanished frees its resources without waiting for the stream (5s).
+	ProbeInterval time.Duration
 	// ShutdownGrace bounds a graceful shutdown (25s).
 	ShutdownGrace time.Duration
 	// MaxFollowers and MaxStreamFollowers bound followers in all and per stream; 0 means
@@ -63,6 +66,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, 30*time.Second)
 	def(&c.ReadTimeout, 5*time.Minute)
 	def(&c.ShutdownGrace, 25*time.Second)
+	def(&c.ProbeInterval, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -85,6 +89,11 @@ type Server struct {
 	// elsewhere, publishers stop reading with every received byte stored.
 	drain     context.Context
 	stopDrain context.CancelFunc
+	// hijacked counts WebSocket followers, which http.Server.Shutdown neither waits for
+	// nor closes; kill ends them when the grace period is over.
+	hijacked sync.WaitGroup
+	kill     context.Context
+	stopKill context.CancelFunc
 
 	followers      atomic.Int64
 	mu             sync.Mutex
@@ -101,6 +110,7 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 		streamFollowed: make(map[string]int),
 	}
 	s.drain, s.stopDrain = context.WithCancel(context.Background())
+	s.kill, s.stopKill = context.WithCancel(context.Background())
 	s.metrics = newMetrics(cfg.Registry, store)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "OK") })
@@ -136,7 +146,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stream(rec, r)
 		return
 	}
+	if !cleanPath(r.URL.Path) {
+		// ServeMux would redirect to the cleaned path: PROTOCOL.md wants a 400.
+		http.Error(rec, fmt.Sprintf("bad request: path %q has an empty, . or .. segment", r.URL.Path), http.StatusBadRequest)
+		return
+	}
 	s.mux.ServeHTTP(rec, r)
+}
+
+// cleanPath reports whether path has no empty, "." or ".." segment.
+func cleanPath(path string) bool {
+	return !strings.Contains(path, "//") && !strings.Contains(path, "/./") && !strings.Contains(path, "/../") &&
+		!strings.HasSuffix(path, "/.") && !strings.HasSuffix(path, "/..")
 }
 
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
@@ -198,9 +219,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(grace)
+	hijackedDone := make(chan struct{})
+	go func() { s.hijacked.Wait(); close(hijackedDone) }()
+	select {
+	case <-hijackedDone:
+	case <-grace.Done():
+		err = grace.Err()
+	}
 	if err != nil {
 		s.log.Warn("shutdown grace period over, closing connections", "err", err)
 		srv.Close()
+		s.stopKill()
+		<-hijackedDone
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

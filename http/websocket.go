@@ -27,11 +27,15 @@ type webSocket struct {
 // the socket for as long as the connection lives, discarding data messages and answering
 // pings, so that client chatter never piles up in kernel buffers.
 func (s *Server) followWebSocket(w http.ResponseWriter, r *http.Request, st sluice.Stream, off, end int64, follow bool) {
+	s.hijacked.Add(1)
+	defer s.hijacked.Done()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept has answered the client
 	}
 	defer c.CloseNow()
+	stop := context.AfterFunc(s.kill, func() { c.CloseNow() })
+	defer stop()
 	c.SetReadLimit(-1) // messages are discarded as they stream in, never held
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -1,0 +1,139 @@
+package http
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A follower's response is written straight to its hijacked connection, so that an idle
+// follower costs its connection and a few hundred bytes: no net/http buffers (about 10 KiB
+// a connection), no goroutine watching the connection for a close, no deep handler stack.
+
+// chunkRoom is room kept at the head of an output buffer for an HTTP chunk header.
+const chunkRoom = 18
+
+// wirePool holds output buffers; a follower holds one only between a write and its flush.
+var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// wire writes a response body to a hijacked HTTP/1.x connection, as chunks for HTTP/1.1
+// so that a clean end is told apart from a cut connection.
+type wire struct {
+	conn    net.Conn
+	chunked bool
+	timeout time.Duration
+	out     *[]byte
+	m       *metrics
+	kind    string // the transport, for metrics
+}
+
+// hijack takes the connection of w and writes a 200 response head with the headers set on
+// w, so the follower gets them at once, before any data.
+func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Duration, m *metrics) (*wire, error) {
+	h := w.Header().Clone()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("hijack: %w", err)
+	}
+	brw.Reader.Reset(nil) // a GET has no body, and followers pipeline nothing
+	chunked := r.ProtoAtLeast(1, 1)
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Connection", "close")
+	if chunked {
+		h.Set("Transfer-Encoding", "chunked")
+	}
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h.Write(&head)
+	head.WriteString("\r\n")
+	conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("write response head: %w", err)
+	}
+	return &wire{conn: conn, chunked: chunked, timeout: timeout, m: m, kind: kind}, nil
+}
+
+// buffer returns the pending output to append to; Write and flush take it back.
+func (w *wire) buffer() []byte {
+	if w.out == nil {
+		w.out = wirePool.Get().(*[]byte)
+		*w.out = append((*w.out)[:0], make([]byte, chunkRoom)...)
+	}
+	return *w.out
+}
+
+// commit stores b, the pending output grown by append, flushing when it is large.
+func (w *wire) commit(b []byte) error {
+	*w.out = b
+	if len(b) >= 64<<10 {
+		return w.flush()
+	}
+	return nil
+}
+
+// Write adds p to the pending output.
+func (w *wire) Write(p []byte) (int, error) {
+	return len(p), w.commit(append(w.buffer(), p...))
+}
+
+// flush sends the pending output as one chunk in one write, under the write deadline, and
+// gives the buffer back.
+func (w *wire) flush() error {
+	if w.out == nil {
+		return nil
+	}
+	b := *w.out
+	defer w.release()
+	if len(b) == chunkRoom {
+		return nil
+	}
+	start := 0
+	if w.chunked {
+		var hdr [chunkRoom]byte
+		h := append(strconv.AppendInt(hdr[:0], int64(len(b)-chunkRoom), 16), '\r', '\n')
+		start = chunkRoom - len(h)
+		copy(b[start:], h)
+		b = append(b, '\r', '\n')
+	} else {
+		start = chunkRoom
+	}
+	now := time.Now()
+	w.conn.SetWriteDeadline(now.Add(w.timeout))
+	n, err := w.conn.Write(b[start:])
+	w.m.flushSeconds.Observe(time.Since(now).Seconds())
+	w.m.bytesOut.WithLabelValues(w.kind).Add(float64(n))
+	return err
+}
+
+func (w *wire) release() {
+	if w.out != nil && cap(*w.out) <= 256<<10 {
+		wirePool.Put(w.out)
+	}
+	w.out = nil
+}
+
+// end finishes the response cleanly: pending output, the last chunk, then the connection
+// is closed after the client's unread bytes are drained, so that it gets a FIN, not a RST
+// that could discard the response's last bytes.
+func (w *wire) end() {
+	if err := w.flush(); err == nil && w.chunked {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		w.conn.Write([]byte("0\r\n\r\n"))
+	}
+	if tc, ok := w.conn.(*net.TCPConn); ok {
+		tc.CloseWrite()
+		alive(w.conn)
+	}
+	w.conn.Close()
+}
+
+// abort cuts the response short: the client sees it incomplete and resumes by offset.
+func (w *wire) abort() {
+	w.release()
+	w.conn.Close()
+}
