@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -253,8 +254,8 @@ func (s *Server) catchUp(ctx context.Context, st sluice.Stream, t transport, off
 	buf := *bp
 	carry, wrote := 0, false
 	for {
-		if err := ctx.Err(); err != nil {
-			return off, sluice.Info{}, nil, err
+		if err := cmp.Or(ctx.Err(), s.drain.Err()); err != nil {
+			return off, sluice.Info{}, nil, err // a long catch-up stops for a shutdown too
 		}
 		b, info, changed, err := st.Read(buf[carry:], off+int64(carry))
 		if err != nil {

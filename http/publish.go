@@ -11,10 +11,15 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice"
 )
+
+// bodyPool holds publish buffers, larger than a follower's so that a fast producer costs
+// fewer reads and writes.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // errDraining is the cause of a publish cut short by a shutdown.
 var errDraining = errors.New("server is shutting down")
@@ -128,16 +133,13 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, key string) {
 // publish appends the request body to the stream as it arrives, so followers see each
 // byte long before the body ends. See PROTOCOL.md, "Publish".
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
-	var off int64
-	if v := r.Header.Get("Stream-Offset"); v != "" {
-		var err error
-		if off, err = parseNumber(v); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	closeAtEnd, err := parseBool("Stream-Close", r.Header.Get("Stream-Close"), true)
+	off, closeAtEnd, err := publishHeaders(r)
 	if err != nil {
+		// Every response to a publish carries the stream's Stream-* headers, if it exists.
+		if st, err := s.store.Open(r.Context(), key); err == nil {
+			setInfo(w.Header(), st.Info())
+			st.Release()
+		}
 		s.fail(w, r, err)
 		return
 	}
@@ -179,8 +181,8 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 	cutShort := func() { ctl.SetReadDeadline(time.Now()) }
 	stop := context.AfterFunc(s.drain, cutShort)
 	defer stop()
-	buf := bufPool.Get().(*[]byte)
-	defer bufPool.Put(buf)
+	buf := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(buf)
 	info := st.Info()
 	for {
 		// A deadline set just as the drain began must not undo the drain's.

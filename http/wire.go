@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A follower's response is written straight to its hijacked connection, so that an idle
@@ -27,8 +29,8 @@ type wire struct {
 	chunked bool
 	timeout time.Duration
 	out     *[]byte
-	m       *metrics
-	kind    string // the transport, for metrics
+	flushed prometheus.Observer // flush latency
+	sent    prometheus.Counter  // bytes sent, for this transport
 }
 
 // hijack takes the connection of w and writes a 200 response head with the headers set on
@@ -55,7 +57,8 @@ func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Du
 		conn.Close()
 		return nil, fmt.Errorf("write response head: %w", err)
 	}
-	return &wire{conn: conn, chunked: chunked, timeout: timeout, m: m, kind: kind}, nil
+	return &wire{conn: conn, chunked: chunked, timeout: timeout,
+		flushed: m.flushSeconds, sent: m.bytesOut.WithLabelValues(kind)}, nil
 }
 
 // buffer returns the pending output to append to; Write and flush take it back.
@@ -105,8 +108,8 @@ func (w *wire) flush() error {
 	now := time.Now()
 	w.conn.SetWriteDeadline(now.Add(w.timeout))
 	n, err := w.conn.Write(b[start:])
-	w.m.flushSeconds.Observe(time.Since(now).Seconds())
-	w.m.bytesOut.WithLabelValues(w.kind).Add(float64(n))
+	w.flushed.Observe(time.Since(now).Seconds())
+	w.sent.Add(float64(n))
 	return err
 }
 
