@@ -3,6 +3,7 @@ package http
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 
@@ -66,21 +67,50 @@ func parseRange(s string) (byteRange, error) {
 			return byteRange{}, fmt.Errorf("%w: Range %q ends before it starts", errBadRequest, s)
 		}
 		r.end = m + 1
+		if m == math.MaxInt64 {
+			r.end = -1 // beyond any stream: open, rather than overflowing
+		}
 	}
 	return r, nil
+}
+
+// headerValue returns header name's value and whether the request has the header at all,
+// so that an empty value is refused rather than taken for an absent header. Several values
+// are joined with commas, which no number, range or flag accepts.
+func headerValue(h http.Header, name string) (string, bool) {
+	v, ok := h[http.CanonicalHeaderKey(name)]
+	return strings.Join(v, ","), ok
+}
+
+// publishHeaders parses a publish's Stream-Offset (default 0) and Stream-Close (default
+// true, else exactly "true" or "false").
+func publishHeaders(r *http.Request) (off int64, closeAtEnd bool, err error) {
+	if v, ok := headerValue(r.Header, "Stream-Offset"); ok {
+		if off, err = parseNumber(v); err != nil {
+			return 0, false, fmt.Errorf("Stream-Offset: %w", err)
+		}
+	}
+	closeAtEnd = true
+	if v, ok := headerValue(r.Header, "Stream-Close"); ok {
+		if v != "true" && v != "false" {
+			return 0, false, fmt.Errorf("%w: Stream-Close must be true or false, not %q", errBadRequest, v)
+		}
+		closeAtEnd = v == "true"
+	}
+	return off, closeAtEnd, nil
 }
 
 // startOffset finds where a follower starts: Last-Event-ID, then Range, then ?offset,
 // else 0. It also returns the parsed Range, if the offset came from one.
 func startOffset(r *http.Request) (int64, *byteRange, error) {
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
+	if v, ok := headerValue(r.Header, "Last-Event-ID"); ok {
 		n, err := parseNumber(v)
 		if err != nil {
 			return 0, nil, fmt.Errorf("Last-Event-ID: %w", err)
 		}
 		return n, nil, nil
 	}
-	if v := r.Header.Get("Range"); v != "" {
+	if v, ok := headerValue(r.Header, "Range"); ok {
 		br, err := parseRange(v)
 		if err != nil {
 			return 0, nil, err
