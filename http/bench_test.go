@@ -1,0 +1,110 @@
+//go:build unix
+
+package http
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/file"
+)
+
+// BenchmarkFanout measures fan-out: 1,000 followers of one stream, each on its own
+// loopback socket, while one producer publishes b.N log lines of 80 bytes through one
+// chunked POST, as fast as the server takes them. An op is one line; the clock stops when
+// every follower has every byte and the end of the stream. Custom metrics:
+// deliveries/s (lines × followers per second) and MB/s-out (stream bytes delivered to
+// all followers per second, framing not counted).
+//
+// The followers run in this process and share its two cores with the server, so the
+// figures are a floor for the server alone. Run it with
+//
+//	go test -run x -bench Fanout -benchtime=2000x ./http
+func BenchmarkFanout(b *testing.B) {
+	for _, kind := range []string{"sse", "raw"} {
+		b.Run(kind, func(b *testing.B) { fanoutRun(b, kind, 1000) })
+	}
+}
+
+func fanoutRun(b *testing.B, kind string, followers int) {
+	resNeedFDs(b, uint64(2*followers+256))
+	ts := newTestServer(b, Config{}, file.Options{SyncInterval: time.Second})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	path := "/streams/bench/fanout"
+	resCreate(b, ts.url+path)
+	total := int64(b.N) * 80
+	fs := resConnect(b, followers, func(int) (*resFollower, error) { return resDial(addr, path, kind) })
+	done := make(chan error, followers)
+	for _, f := range fs {
+		f.conn.SetDeadline(time.Now().Add(10 * time.Minute)) // a failure bound
+		go func() { done <- fanoutConsume(f, kind, total) }()
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	req, err := http.NewRequest(http.MethodPost, ts.url+path, &resLines{n: b.N})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.ContentLength = -1 // chunked
+	resp, err := resHTTP.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("publish: %s", resp.Status)
+	}
+	var errs []error
+	for range followers {
+		if err := <-done; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(errs) > 0 {
+		b.Fatalf("%d of %d followers failed; the first: %v", len(errs), followers, errs[0])
+	}
+	b.ReportMetric(float64(b.N)*float64(followers)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(total)*float64(followers)/elapsed.Seconds()/1e6, "MB/s-out")
+}
+
+// fanoutConsume reads a follower's response to its end and checks it carried total bytes:
+// raw, exactly total bytes then a clean end; SSE, the end event with id total.
+func fanoutConsume(f *resFollower, kind string, total int64) error {
+	defer f.resp.Body.Close()
+	tail := &fanoutTail{}
+	if _, err := io.Copy(tail, f.resp.Body); err != nil {
+		return fmt.Errorf("%s follower: %w after %d bytes", kind, err, tail.n)
+	}
+	switch kind {
+	case "raw":
+		if tail.n != total {
+			return fmt.Errorf("raw follower got %d bytes, want %d", tail.n, total)
+		}
+	case "sse":
+		if end := fmt.Sprintf("\nevent: end\nid: %d\ndata: \n\n", total); !bytes.HasSuffix(tail.last, []byte(end)) {
+			return fmt.Errorf("sse follower: the response ends %q, want %q", tail.last, end)
+		}
+	}
+	return nil
+}
+
+// fanoutTail counts what is written to it and keeps the last bytes.
+type fanoutTail struct {
+	n    int64
+	last []byte
+}
+
+func (w *fanoutTail) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	w.last = append(w.last, p[max(0, len(p)-64):]...)
+	w.last = w.last[max(0, len(w.last)-64):]
+	return len(p), nil
+}
