@@ -1,0 +1,187 @@
+package http
+
+// This file holds what the client side (Writer and Reader) shares: its HTTP client, its
+// backoff, its errors and the redaction of URLs in logs and errors.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// newClient returns the client a Writer or Reader uses when given none: a 5s connect
+// timeout, TCP keepalive to notice vanished peers, a bound on the wait for response
+// headers, and no overall timeout, which would cut long publishes and follows short.
+// Each Writer and Reader gets its own, so that closing it leaves no idle connection (and
+// no goroutine) behind.
+func newClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   2,
+	}}
+}
+
+// backoff returns how long to wait before attempt number n (1 for the first retry):
+// a uniformly random duration up to min·2^(n-1), capped at max ("full jitter"). The
+// randomness spreads the retries of many clients that failed together, such as every
+// producer and follower of a server that just restarted.
+func backoff(minDelay, maxDelay time.Duration, n int) time.Duration {
+	ceil := maxDelay
+	if n < 1 {
+		n = 1
+	}
+	if n < 32 && minDelay<<(n-1) < maxDelay && minDelay<<(n-1) > 0 {
+		ceil = minDelay << (n - 1)
+	}
+	if ceil <= 0 {
+		return 0
+	}
+	return rand.N(ceil + 1)
+}
+
+// sleep waits for d or until ctx is done, reporting whether the whole wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// checkURL accepts absolute http and https URLs.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("sluice: bad URL %q: %w", redact(raw), err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("sluice: bad URL %q: want http://host/streams/key", redact(raw))
+	}
+	return nil
+}
+
+// redact returns rawURL fit for a log line or an error message: without its query string
+// and fragment, which may hold secrets (tokens, signatures), and with any password masked.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		s, _, _ := strings.Cut(rawURL, "?")
+		s, _, _ = strings.Cut(s, "#")
+		return s
+	}
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	return u.Redacted()
+}
+
+// redactErr redacts the URL that net/http puts in the errors of a request.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &url.Error{Op: ue.Op, URL: redact(ue.URL), Err: ue.Err}
+	}
+	return err
+}
+
+// statusError is an HTTP error response. It unwraps to the sluice error its status and
+// reason stand for, so that callers can branch with errors.Is (sluice.ErrNotFound, ...).
+type statusError struct {
+	method, url string // url redacted
+	code        int
+	reason      string // the first line of the body
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.url, e.code, http.StatusText(e.code), e.reason)
+}
+
+func (e *statusError) Unwrap() error {
+	switch e.code {
+	case http.StatusNotFound:
+		return sluice.ErrNotFound
+	case http.StatusRequestEntityTooLarge:
+		return sluice.ErrTooLarge
+	case http.StatusConflict:
+		for _, err := range []error{sluice.ErrGap, sluice.ErrMismatch, sluice.ErrClosed} {
+			if strings.Contains(e.reason, err.Error()) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// permanent reports whether a request failed in a way that the same request would fail
+// again: a conflict, or a 4xx except 408 Request Timeout and 429 Too Many Requests.
+// Connection errors, timeouts and 5xx (including 503 while a server drains) are worth
+// retrying.
+func permanent(err error) bool {
+	var c *conflict
+	if errors.As(err, &c) {
+		return true
+	}
+	var se *statusError
+	return errors.As(err, &se) && se.code >= 400 && se.code < 500 &&
+		se.code != http.StatusRequestTimeout && se.code != http.StatusTooManyRequests
+}
+
+// conflict is a state of the stream, or an answer of the server, that no retry can mend.
+type conflict struct {
+	msg string
+	err error // what it unwraps to, if anything
+}
+
+func (c *conflict) Error() string { return c.msg }
+func (c *conflict) Unwrap() error { return c.err }
+
+// responseError turns a response with an error status into a statusError, reading the
+// first line of its body as the reason. It closes the body.
+func responseError(resp *http.Response) error {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	reason, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if reason == "" {
+		reason = "(no reason given)"
+	}
+	return &statusError{method: resp.Request.Method, url: redact(resp.Request.URL.String()), code: resp.StatusCode, reason: reason}
+}
+
+// streamInfo reads the Stream-Length and Stream-Closed headers of a response.
+func streamInfo(h http.Header) (length int64, closed bool, err error) {
+	length, err = strconv.ParseInt(h.Get("Stream-Length"), 10, 64)
+	if err != nil || length < 0 {
+		return 0, false, fmt.Errorf("bad or missing Stream-Length %q", h.Get("Stream-Length"))
+	}
+	return length, h.Get("Stream-Closed") == "true", nil
+}
+
+// setHeaders adds extra headers to a request.
+func setHeaders(req *http.Request, extra http.Header) {
+	for k, vs := range extra {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+}
+
+// discardLogger is the default logger of a Writer or Reader: a library should not write
+// to a program's logs unless asked to.
+var discardLogger = slog.New(slog.DiscardHandler)
