@@ -69,6 +69,10 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 		s.fail(w, r, err)
 		return
 	}
+	if kind == "html" {
+		s.serveViewer(w, r, key) // a browser: the web viewer page (viewer.go)
+		return
+	}
 	st, err := s.store.Open(r.Context(), key)
 	if err != nil {
 		s.fail(w, r, err)
@@ -175,7 +179,8 @@ func (s *Server) followHijacked(log *slog.Logger, wi *wire, st sluice.Stream, ke
 }
 
 // transportKind picks the follower's transport: WebSocket on an upgrade, SSE when asked
-// for by Accept or ?format=sse, else raw bytes.
+// for by Accept or ?format=sse, the web viewer page ("html") for Accept: text/html or
+// ?format=html, else raw bytes.
 func transportKind(r *http.Request) (string, error) {
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return "websocket", nil
@@ -185,12 +190,17 @@ func transportKind(r *http.Request) (string, error) {
 		return "sse", nil
 	case "raw":
 		return "raw", nil
+	case "html":
+		return "html", nil
 	case "":
 	default:
-		return "", fmt.Errorf("%w: unknown format %q (want raw or sse)", errBadRequest, f)
+		return "", fmt.Errorf("%w: unknown format %q (want raw, sse or html)", errBadRequest, f)
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		return "sse", nil
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		return "html", nil // a browser's navigation: the web viewer
 	}
 	return "raw", nil
 }

@@ -52,6 +52,9 @@ type Config struct {
 	// Registry receives the server's metrics and serves /metrics; nil means a new
 	// registry with the Go runtime and process collectors.
 	Registry *prometheus.Registry
+	// Index serves a page listing the streams written since the server started at /
+	// and /streams/ (off: stream keys may be secret).
+	Index bool
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +101,7 @@ type Server struct {
 	followers      atomic.Int64
 	mu             sync.Mutex
 	streamFollowed map[string]int
+	recent         recentKeys // for the index page (viewer.go), when Config.Index
 }
 
 // NewServer returns a Server for store.
@@ -118,6 +122,7 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	s.mux.HandleFunc("POST /streams", s.createRandom)
+	s.mux.HandleFunc("GET /_sluice/{file}", s.serveViewerAsset)
 	return s
 }
 
@@ -142,6 +147,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status(),
 			"bytes", rec.bytes, "duration", time.Since(start))
 	}()
+	if s.cfg.Index && (r.URL.Path == "/" || r.URL.Path == "/streams/") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.serveIndex(rec, r) // viewer.go
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/streams/") {
 		s.stream(rec, r)
 		return
@@ -165,6 +174,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if s.cfg.Index && (r.Method == http.MethodPut || r.Method == http.MethodPost) {
+		s.recent.note(key)
 	}
 	switch r.Method {
 	case http.MethodGet:
