@@ -6,6 +6,8 @@
 //	meta.json  the key and a version, written once, atomically, when the stream is created
 //	data       the stream's bytes, exactly as published
 //	closed     present once the stream is closed
+//	archived   present once the stream is archived (see archived.go); the data file
+//	           may then be removed, and the stream is read from Options.Archive
 //
 // The length of a stream is the size of its data file, so there is no second record that
 // a crash could leave out of step with the bytes.
@@ -55,6 +57,12 @@ type Options struct {
 	TailSize int
 	// Logger receives errors of background syncing; nil means slog.Default().
 	Logger *slog.Logger
+	// Archive, if set, holds the bytes of archived streams whose live copy was removed
+	// (see RemoveLive): they are read from it, and purged from it with their stream.
+	Archive sluice.Archive
+	// OnClose, if set, is called with the key of each stream that closes, after its close
+	// is on stable storage; it must not block (an Archiver's Enqueue).
+	OnClose func(key string)
 }
 
 // DefaultTailSize is the default for Options.TailSize.
@@ -230,6 +238,9 @@ func (s *Store) load(key string) (*stream, error) {
 		flag = os.O_RDONLY
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "data"), flag, 0)
+	if closed && errors.Is(err, fs.ErrNotExist) {
+		return s.loadArchived(key, dir, m.Version)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
@@ -251,6 +262,9 @@ func (s *Store) load(key string) (*stream, error) {
 // crash mid-purge never leaves half a stream under its key.
 func (s *Store) Purge(ctx context.Context, key string) error {
 	dir := s.streamDir(key)
+	if err := s.purgeArchived(ctx, key); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	_, err := os.Stat(filepath.Join(dir, "closed"))
 	closed := err == nil
@@ -301,7 +315,9 @@ func (s *Store) release(st *stream) {
 			s.log.Error("fsync stream", "key", st.key, "err", err)
 		}
 	}
-	st.f.Close()
+	if st.f != nil { // nil for a stream read from the archive
+		st.f.Close()
+	}
 }
 
 // markDirty records that st has bytes to fsync; the caller holds st.mu, never s.mu. Only

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,7 +38,7 @@ type stream struct {
 	store *Store
 	key   string
 	dir   string
-	f     *os.File // the data file; ReadAt and WriteAt need no lock of their own
+	f     *os.File // the data file; ReadAt and WriteAt need no lock of their own; nil when archived
 	refs  int      // guarded by store.mu
 
 	dirty atomic.Bool // has bytes not yet fsynced; see Store.markDirty
@@ -69,7 +70,7 @@ func (st *stream) purge() {
 	st.publish(&next)
 }
 
-func (st *stream) append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
+func (st *stream) append(ctx context.Context, src io.ReaderAt, off int64, p []byte) (sluice.Info, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
@@ -82,7 +83,7 @@ func (st *stream) append(ctx context.Context, off int64, p []byte) (sluice.Info,
 	}
 	if skip := info.Length - off; skip > 0 {
 		old := p[:min(int64(len(p)), skip)]
-		if err := st.verify(sn, off, old); err != nil {
+		if err := st.verify(sn, src, off, old); err != nil {
 			return info, err
 		}
 		p = p[len(old):]
@@ -142,10 +143,10 @@ func (sn *snapshot) fill(p []byte, at int64, limit int) {
 
 // verify checks that p matches the stored bytes at off, so that a producer resending
 // different bytes for the same offsets gets an error instead of a silent fork.
-func (st *stream) verify(sn *snapshot, off int64, p []byte) error {
+func (st *stream) verify(sn *snapshot, src io.ReaderAt, off int64, p []byte) error {
 	buf := make([]byte, min(len(p), 32<<10))
 	for len(p) > 0 {
-		b, err := sn.read(st.f, buf, off)
+		b, err := sn.read(src, buf, off)
 		if err != nil {
 			return fmt.Errorf("verify %s at %d: %w", st.key, off, err)
 		}
@@ -159,8 +160,8 @@ func (st *stream) verify(sn *snapshot, off int64, p []byte) error {
 }
 
 // read returns bytes from off on: a view of the tail when it holds them, or else a
-// prefix of p read from f.
-func (sn *snapshot) read(f *os.File, p []byte, off int64) ([]byte, error) {
+// prefix of p read from f (the data file, or the archive).
+func (sn *snapshot) read(f io.ReaderAt, p []byte, off int64) ([]byte, error) {
 	n := sn.info.Length - off
 	if n <= 0 {
 		return nil, nil
@@ -215,6 +216,9 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 	next := *sn
 	next.info.Closed = true
 	st.publish(&next)
+	if st.store.opts.OnClose != nil {
+		st.store.opts.OnClose(st.key)
+	}
 	return next.info, nil
 }
 
@@ -248,12 +252,29 @@ type handle struct {
 	st       *stream
 	reading  atomic.Bool // set once, by the first Read, which may race with others
 	released atomic.Bool
+
+	arMu sync.Mutex
+	ar   *archiveReader // reads an archived stream; made by the first read
+}
+
+// src is where the handle reads bytes the tail does not hold: the data file, or, for a
+// stream whose live copy is gone, the archive, through one sequential reader per handle.
+func (h *handle) src() io.ReaderAt {
+	if h.st.f != nil {
+		return h.st.f
+	}
+	h.arMu.Lock()
+	defer h.arMu.Unlock()
+	if h.ar == nil {
+		h.ar = &archiveReader{archive: h.st.store.opts.Archive, key: h.st.key}
+	}
+	return h.ar
 }
 
 func (h *handle) Info() sluice.Info { return h.st.snap.Load().info }
 
 func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
-	return h.st.append(ctx, off, p)
+	return h.st.append(ctx, h.src(), off, p)
 }
 
 func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
@@ -268,7 +289,7 @@ func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}
 	if sn.purged {
 		return nil, sn.info, sn.changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
 	}
-	b, err := sn.read(h.st.f, p, off)
+	b, err := sn.read(h.src(), p, off)
 	if err != nil {
 		return nil, sn.info, sn.changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
 	}
@@ -282,5 +303,10 @@ func (h *handle) Release() {
 	if h.reading.Load() {
 		h.st.stopReading()
 	}
+	h.arMu.Lock()
+	if h.ar != nil {
+		h.ar.Close()
+	}
+	h.arMu.Unlock()
 	h.st.store.release(h.st)
 }

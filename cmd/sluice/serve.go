@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
 	sluicehttp "github.com/sluicehq/sluice/http"
 )
@@ -41,6 +42,7 @@ type serveConfig struct {
 	maxStreamSize                                    int64
 	maxOpenStreams                                   int
 	http                                             sluicehttp.Config
+	archive                                          archiveConfig
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -67,9 +69,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.http.ReadTimeout, "read-timeout", 5*time.Minute, "longest `time` a publish body may go without bytes (400, bytes kept, stream open)")
 	fs.DurationVar(&c.http.ShutdownGrace, "shutdown-grace", 25*time.Second, "longest `time` a graceful shutdown may take")
 	fs.StringVar(&c.corsOrigins, "cors-origins", "*", "comma-separated `origins` allowed by CORS")
+	fs.BoolVar(&c.http.Index, "index", false, "serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "`address` of a debug listener with /debug/pprof/ and /metrics; off when empty")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	archiveFlags(fs, &c.archive)
 	return fs, c
 }
 
@@ -88,12 +92,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--log-format %q: want text or json", c.logFormat)}
 	}
 	log := slog.New(h)
+	archive, err := c.archive.open(c.dataDir)
+	if err != nil {
+		return err
+	}
+	var archiver *sluice.Archiver
 	store, err := file.Open(c.dataDir, file.Options{
 		SyncInterval:   c.fsyncInterval,
 		MaxStreamSize:  c.maxStreamSize,
 		MaxOpenStreams: c.maxOpenStreams,
 		TailSize:       c.tailSize,
 		Logger:         log,
+		Archive:        archive,
+		OnClose: func(key string) {
+			if archiver != nil {
+				archiver.Enqueue(key)
+			}
+		},
 	})
 	if err != nil {
 		return err
@@ -102,6 +117,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	if archive != nil {
+		archiver = sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
+			Retention: c.archive.retention, Logger: log, Registerer: reg,
+		})
+		stop := runArchiver(archiver, log)
+		defer stop() // before store.Close
+	}
 	c.http.Logger, c.http.Registry = log, reg
 	if c.corsOrigins != "*" {
 		c.http.CORSOrigins = strings.Split(c.corsOrigins, ",")

@@ -1,0 +1,381 @@
+package sluice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ArchiverOptions tune an Archiver. Zero values mean the defaults named on each field.
+type ArchiverOptions struct {
+	// Retention is how long the live copy of a stream stays after its archive is
+	// confirmed; 0 removes it at once.
+	Retention time.Duration
+	// Workers is how many streams are uploaded at once (2).
+	Workers int
+	// MinBackoff and MaxBackoff bound the delay between attempts to archive a stream
+	// (1s and 5m): it doubles from the first to the second, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives the archive's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the archive's metrics, sluice_archive_*; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// Archiver moves closed streams from a store to an archive: it uploads each stream as a
+// stream (read from the store while the archive writes it, never whole in memory),
+// checks the object's size and CRC32C against the bytes it read, records the archive in
+// the store, and removes the live copy Retention later. Failed attempts are retried,
+// re-reading the store, with exponential backoff and jitter, for as long as it runs.
+// Nothing is removed from the store before its archive is confirmed.
+type Archiver struct {
+	store   ArchivableStore
+	archive Archive
+	opts    ArchiverOptions
+	log     *slog.Logger
+	m       archiverMetrics
+
+	mu     sync.Mutex
+	queue  []string        // keys to archive, in order
+	queued map[string]bool // keys in queue
+	drops  map[string]drop // archived streams whose live copy is to go
+	wake   chan struct{}   // a key was queued
+}
+
+type drop struct {
+	version string
+	due     time.Time
+}
+
+// NewArchiver returns an Archiver of store's streams into archive. Call Run to start it,
+// and Enqueue whenever a stream closes.
+func NewArchiver(store ArchivableStore, archive Archive, opts ArchiverOptions) *Archiver {
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &Archiver{
+		store:   store,
+		archive: archive,
+		opts:    opts,
+		log:     opts.Logger,
+		m:       newArchiverMetrics(opts.Registerer),
+		queued:  make(map[string]bool),
+		drops:   make(map[string]drop),
+		wake:    make(chan struct{}, 1),
+	}
+	return a
+}
+
+// Enqueue asks for the stream of key to be archived; it never blocks, so a store may
+// call it as a stream closes. Keys queued twice are archived once.
+func (a *Archiver) Enqueue(key string) {
+	a.mu.Lock()
+	if !a.queued[key] {
+		a.queued[key] = true
+		a.queue = append(a.queue, key)
+	}
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run archives streams until ctx is done. It first finishes what an earlier run left:
+// closed streams not archived are queued, and archived ones get their live copy removed
+// when due. An upload cut by ctx is abandoned, and its stream is archived by the next run.
+func (a *Archiver) Run(ctx context.Context) error {
+	live, err := a.store.LiveClosed(ctx)
+	if err != nil {
+		return fmt.Errorf("archiver: %w", err)
+	}
+	for _, lc := range live {
+		if lc.Archived == nil {
+			a.Enqueue(lc.Key)
+		} else {
+			a.scheduleDrop(lc.Key, lc.Version, lc.Archived.At)
+		}
+	}
+	if len(live) > 0 {
+		a.log.Info("archiver resuming", "streams", len(live))
+	}
+	var wg sync.WaitGroup
+	for range a.opts.Workers {
+		wg.Go(func() { a.work(ctx) })
+	}
+	wg.Go(func() { a.dropLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+func (a *Archiver) next(ctx context.Context) (string, bool) {
+	for {
+		a.mu.Lock()
+		if len(a.queue) > 0 {
+			key := a.queue[0]
+			a.queue = a.queue[1:]
+			delete(a.queued, key)
+			more := len(a.queue) > 0
+			a.mu.Unlock()
+			if more {
+				select {
+				case a.wake <- struct{}{}: // for the next worker
+				default:
+				}
+			}
+			return key, true
+		}
+		a.mu.Unlock()
+		select {
+		case <-a.wake:
+		case <-ctx.Done():
+			return "", false
+		}
+	}
+}
+
+func (a *Archiver) work(ctx context.Context) {
+	for {
+		key, ok := a.next(ctx)
+		if !ok {
+			return
+		}
+		for attempt := 0; ; attempt++ {
+			err := a.archiveOnce(ctx, key)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, ErrNotFound) {
+				a.log.Info("archive skipped: stream purged", "key", key)
+				break
+			}
+			wait := a.backoff(attempt)
+			a.log.Warn("archive failed, retrying", "key", key, "attempt", attempt+1, "retry_in", wait, "err", err)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}
+}
+
+// backoff is the delay after the given failed attempt (from 0): MinBackoff doubled
+// attempt times, at most MaxBackoff, with "equal jitter" (between half and all of it), so
+// that many streams failing at once do not retry in step.
+func (a *Archiver) backoff(attempt int) time.Duration {
+	d := a.opts.MinBackoff
+	for i := 0; i < attempt && d < a.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, a.opts.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// archiveOnce makes one attempt at archiving the stream of key: upload, verify, record.
+func (a *Archiver) archiveOnce(ctx context.Context, key string) error {
+	st, err := a.store.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer st.Release()
+	info := st.Info()
+	if !info.Closed {
+		return nil // archived when it closes
+	}
+	if rec, err := a.store.Archived(ctx, key); err != nil {
+		return err
+	} else if rec != nil && rec.Version == info.Version {
+		return nil // queued twice
+	}
+	// Each attempt has a deadline that allows for a slow link (1 MiB/s), so that a hung
+	// connection never stalls a worker forever.
+	actx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(info.Length>>20)*time.Second)
+	defer cancel()
+	start := time.Now()
+	a.m.started.Inc()
+	sum, err := a.upload(actx, key, st, info.Length)
+	if err != nil {
+		a.m.failed.Inc()
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	rec := ArchiveRecord{Version: info.Version, Size: info.Length, CRC32C: sum, At: time.Now()}
+	if err := a.store.MarkArchived(ctx, key, rec); err != nil {
+		a.m.failed.Inc()
+		if errors.Is(err, ErrNotFound) {
+			// Purged (or purged and created again) while uploading: the object holds
+			// bytes of no stream now.
+			if err := a.archive.Delete(actx, key); err != nil {
+				a.log.Warn("archive: delete object of purged stream", "key", key, "err", err)
+			}
+		}
+		return fmt.Errorf("record archive of %s: %w", key, err)
+	}
+	d := time.Since(start)
+	a.m.succeeded.Inc()
+	a.m.bytes.Add(float64(info.Length))
+	a.m.seconds.Observe(d.Seconds())
+	a.log.Info("archived", "key", key, "bytes", info.Length, "crc32c", fmt.Sprintf("%08x", sum), "duration", d)
+	a.scheduleDrop(key, info.Version, rec.At)
+	if a.opts.Retention <= 0 {
+		a.dropDue(ctx)
+	}
+	return nil
+}
+
+// upload streams the size bytes of st into the archive, then reads the object back to
+// check that it holds them: same size, same CRC32C. It returns the CRC32C.
+func (a *Archiver) upload(ctx context.Context, key string, st Stream, size int64) (uint32, error) {
+	h := crc32.New(castagnoli)
+	src := io.TeeReader(&streamReader{st: st, end: size}, h)
+	if err := a.archive.Put(ctx, key, src, size); err != nil {
+		return 0, err
+	}
+	want := h.Sum32()
+	got, err := a.archive.Stat(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("stat after put: %w", err)
+	}
+	if got != size {
+		return 0, fmt.Errorf("archived object has %d bytes, the stream %d", got, size)
+	}
+	rc, err := a.archive.Open(ctx, key, 0)
+	if err != nil {
+		return 0, fmt.Errorf("verify: %w", err)
+	}
+	defer rc.Close()
+	h.Reset()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return 0, fmt.Errorf("verify: %w", err)
+	}
+	if n != size || h.Sum32() != want {
+		return 0, fmt.Errorf("verify: archived object differs from the stream (%d bytes, crc32c %08x; want %d, %08x)", n, h.Sum32(), size, want)
+	}
+	return want, nil
+}
+
+func (a *Archiver) scheduleDrop(key, version string, at time.Time) {
+	a.mu.Lock()
+	a.drops[key] = drop{version: version, due: at.Add(a.opts.Retention)}
+	a.mu.Unlock()
+}
+
+// dropLoop removes live copies as they fall due.
+func (a *Archiver) dropLoop(ctx context.Context) {
+	a.dropDue(ctx)
+	every := min(max(a.opts.Retention/4, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			a.dropDue(ctx)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *Archiver) dropDue(ctx context.Context) {
+	now := time.Now()
+	a.mu.Lock()
+	due := make(map[string]drop)
+	for k, d := range a.drops {
+		if !d.due.After(now) {
+			due[k] = d
+			delete(a.drops, k)
+		}
+	}
+	a.mu.Unlock()
+	for k, d := range due {
+		err := a.store.RemoveLive(ctx, k, d.version)
+		switch {
+		case err == nil:
+			a.log.Info("live copy removed", "key", k)
+		case errors.Is(err, ErrNotFound):
+		default:
+			a.log.Warn("remove live copy", "key", k, "err", err)
+			a.mu.Lock()
+			if _, ok := a.drops[k]; !ok {
+				a.drops[k] = d // retried on the next tick
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+// streamReader reads a stream from offset 0 to end as an io.Reader: the store's side of
+// the pipe into an upload, pulled by the uploader one part at a time.
+type streamReader struct {
+	st       Stream
+	off, end int64
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.end-r.off)]
+	b, _, _, err := r.st.Read(p, r.off)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) == 0 {
+		return 0, fmt.Errorf("stream shorter than %d bytes: %w", r.end, io.ErrUnexpectedEOF)
+	}
+	n := copy(p, b)
+	r.off += int64(n)
+	return n, nil
+}
+
+type archiverMetrics struct {
+	started, succeeded, failed, bytes prometheus.Counter
+	seconds                           prometheus.Histogram
+}
+
+func newArchiverMetrics(reg prometheus.Registerer) archiverMetrics {
+	m := archiverMetrics{
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_archive_uploads_started_total", Help: "Attempts to archive a closed stream.",
+		}),
+		succeeded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_archive_uploads_succeeded_total", Help: "Streams archived and verified.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_archive_uploads_failed_total", Help: "Attempts to archive a stream that failed (each is retried).",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_archive_bytes_total", Help: "Bytes of streams archived and verified.",
+		}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_archive_upload_seconds", Help: "Time to archive and verify one stream.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.started, m.succeeded, m.failed, m.bytes, m.seconds)
+	}
+	return m
+}

@@ -1,0 +1,244 @@
+package file
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// The store's side of archiving (sluice.ArchivableStore). An archived stream has an
+// "archived" file beside its meta file, holding its sluice.ArchiveRecord as JSON and
+// written once, atomically. RemoveLive then deletes the data file, and the stream is
+// read from Options.Archive: its directory, meta and markers stay, so that the key keeps
+// its version and Create still sees it exists.
+
+var _ sluice.ArchivableStore = (*Store)(nil)
+
+// LiveClosed lists the closed streams that still have their data file.
+func (s *Store) LiveClosed(ctx context.Context) ([]sluice.LiveClosed, error) {
+	dirs, err := filepath.Glob(s.path("streams", "*", "*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []sluice.LiveClosed
+	for _, d := range dirs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !exists(filepath.Join(d, "closed")) || !exists(filepath.Join(d, "data")) {
+			continue
+		}
+		m, err := readMeta(d)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // purged meanwhile
+			}
+			return nil, err
+		}
+		lc := sluice.LiveClosed{Key: m.Key, Version: m.Version}
+		if rec, err := readRecord(d); err == nil {
+			lc.Archived = rec
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		out = append(out, lc)
+	}
+	return out, nil
+}
+
+// MarkArchived writes the stream's archived marker, if the stream is closed and of the
+// record's version.
+func (s *Store) MarkArchived(ctx context.Context, key string, rec sluice.ArchiveRecord) error {
+	dir := s.streamDir(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := readMeta(dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && m.Version != rec.Version {
+		return fmt.Errorf("mark %s archived: %w", key, sluice.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	if !exists(filepath.Join(dir, "closed")) {
+		return fmt.Errorf("mark %s archived: not closed", key)
+	}
+	b, _ := json.Marshal(rec)
+	tmp := filepath.Join(dir, "archived.tmp")
+	if err := writeFileSync(tmp, b); err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "archived")); err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	return nil
+}
+
+// Archived returns the stream's archive record, or nil if it is not archived.
+func (s *Store) Archived(ctx context.Context, key string) (*sluice.ArchiveRecord, error) {
+	rec, err := readRecord(s.streamDir(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive record of %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// RemoveLive deletes the data file of an archived stream of the given version. Handles
+// open on the stream keep reading their open file; new ones read the archive.
+func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
+	if s.opts.Archive == nil {
+		return fmt.Errorf("remove live copy of %s: the store has no archive to read it from", key)
+	}
+	dir := s.streamDir(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := readMeta(dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && m.Version != version {
+		return fmt.Errorf("remove live copy of %s: %w", key, sluice.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("remove live copy of %s: %w", key, err)
+	}
+	if _, err := readRecord(dir); err != nil {
+		return fmt.Errorf("remove live copy of %s: not archived: %w", key, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "data")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove live copy of %s: %w", key, err)
+	}
+	return syncDir(dir)
+}
+
+// loadArchived loads a closed stream whose data file is gone; the caller holds s.mu.
+func (s *Store) loadArchived(key, dir, version string) (*stream, error) {
+	rec, err := readRecord(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: no data and no archive record: %w", key, err)
+	}
+	if s.opts.Archive == nil {
+		return nil, fmt.Errorf("open %s: the stream is archived, and the store has no archive", key)
+	}
+	st := &stream{store: s, key: key, dir: dir}
+	st.snap.Store(&snapshot{
+		info:    sluice.Info{Length: rec.Size, Closed: true, Version: version},
+		tailOff: rec.Size,
+		changed: make(chan struct{}),
+	})
+	return st, nil
+}
+
+// purgeArchived deletes the archived object of a closed stream, before Purge deletes the
+// stream, so that a failure leaves the stream readable rather than an orphan object.
+func (s *Store) purgeArchived(ctx context.Context, key string) error {
+	dir := s.streamDir(key)
+	if s.opts.Archive == nil || !exists(filepath.Join(dir, "closed")) {
+		return nil
+	}
+	if err := s.opts.Archive.Delete(ctx, key); err != nil {
+		return fmt.Errorf("purge %s: delete archived object: %w", key, err)
+	}
+	return nil
+}
+
+func readMeta(dir string) (meta, error) {
+	var m meta
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+func readRecord(dir string) (*sluice.ArchiveRecord, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "archived"))
+	if err != nil {
+		return nil, err
+	}
+	var rec sluice.ArchiveRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("archive record: %w", err)
+	}
+	return &rec, nil
+}
+
+func exists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
+// archiveReadTimeout bounds one read from the archive, so that a stalled object store
+// cannot hold a follower (and a graceful shutdown waiting for it) forever.
+const archiveReadTimeout = time.Minute
+
+// archiveReader reads an archived stream at any offset through one sequential reader:
+// reads that follow each other cost one request, and a read elsewhere reopens the
+// reader there. ReadAt fills p unless the object ends first.
+type archiveReader struct {
+	archive sluice.Archive
+	key     string
+
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	cancel context.CancelFunc // ends rc's request
+	off    int64              // offset of rc's next byte
+}
+
+func (r *archiveReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rc != nil && r.off != off {
+		r.end()
+	}
+	if r.rc == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		rc, err := r.archive.Open(ctx, r.key, off)
+		if err != nil {
+			cancel()
+			return 0, err
+		}
+		r.rc, r.cancel, r.off = rc, cancel, off
+	}
+	t := time.AfterFunc(archiveReadTimeout, r.cancel)
+	n, err := io.ReadFull(r.rc, p)
+	if !t.Stop() && err != nil {
+		err = fmt.Errorf("read %s at %d: the archive took over %v: %w", r.key, r.off+int64(n), archiveReadTimeout, err)
+	}
+	r.off += int64(n)
+	if err != nil {
+		r.end()
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+	}
+	return n, err
+}
+
+// end ends the current request; the caller holds r.mu.
+func (r *archiveReader) end() {
+	r.cancel()
+	r.rc.Close()
+	r.rc, r.cancel = nil, nil
+}
+
+// Close ends the current request, if any.
+func (r *archiveReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rc != nil {
+		r.end()
+	}
+	return nil
+}
