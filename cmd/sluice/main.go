@@ -16,8 +16,14 @@ import (
 const usage = `sluice: live byte streams over HTTP
 
 Usage:
-  sluice serve [flags]    run the server (sluice serve --help for its flags)
-  sluice version          print the version
+  sluice serve [flags]                        run the server
+  sluice run [flags] URL -- command [args]    run a command, streaming its output to URL
+  sluice push [flags] URL [FILE|-]            publish a file or stdin to URL
+  sluice tail [flags] URL                     follow the stream at URL to stdout
+  sluice bench MODE URL [flags]               load a server: fanout, streams, ingest or churn
+  sluice version                              print the version
+
+sluice COMMAND --help prints a command's flags, examples and exit statuses.
 
 Every flag can also be set by an environment variable: --data-dir is SLUICE_DATA_DIR.
 `
@@ -33,7 +39,10 @@ func main() {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice:", err)
+		var silent *exitError // sluice run's command exited: it has said what it had to
+		if !errors.As(err, &silent) || silent.err != nil {
+			fmt.Fprintln(os.Stderr, "sluice:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -46,6 +55,10 @@ func exitCode(err error) int {
 	if errors.As(err, &u) {
 		return 2
 	}
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
 	return 1
 }
 
@@ -57,6 +70,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		return serve(ctx, rest, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, rest, stdout, stderr)
+	case "run":
+		return runCommand(ctx, rest, stdout, stderr)
+	case "push":
+		return push(ctx, rest, stdout, stderr)
+	case "tail":
+		return tail(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return nil
@@ -78,8 +99,24 @@ func envName(flagName string) string {
 // parseFlags sets fs's flags from their environment variables, then from args, so that
 // the command line wins. A bad value is a usage error naming where it came from.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// parseFlagsArgs is parseFlags for a command that takes arguments after its flags: they
+// are left in fs.Args(). A one-letter flag is a short alias of another and has no
+// variable of its own.
+func parseFlagsArgs(fs *flag.FlagSet, args []string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) == 1 {
+			return
+		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = usageError{fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)}
@@ -95,17 +132,25 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError{err}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
 	return nil
 }
 
-// printDefaults writes a flag set's help with each flag's environment variable.
+// printDefaults writes a flag set's help with each flag's environment variable. A
+// one-letter flag is a short alias: its usage is the long flag's name, and it is shown
+// with it.
 func printDefaults(w io.Writer, fs *flag.FlagSet) {
+	short := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) == 1 {
+			short[f.Usage] = "-" + f.Name + ", "
+		}
+	})
+	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) == 1 {
+			return
+		}
 		name, help := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s %s\n    \t%s (env %s", f.Name, name, help, envName(f.Name))
+		fmt.Fprintf(w, "  %s--%s %s\n    \t%s (env %s", short[f.Name], f.Name, name, help, envName(f.Name))
 		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
 			fmt.Fprintf(w, ", default %s", f.DefValue)
 		}

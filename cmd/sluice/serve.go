@@ -29,6 +29,8 @@ Examples:
   sluice serve
   sluice serve --addr :9000 --data-dir /var/lib/sluice --fsync-interval 0
   SLUICE_ADDR=127.0.0.1:8080 SLUICE_MAX_STREAM_SIZE=1073741824 sluice serve
+  sluice serve --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222
+      (cluster mode: streams in NATS JetStream, shared by every instance; docs/cluster.md)
 
 Flags:
 `
@@ -43,6 +45,7 @@ type serveConfig struct {
 	maxOpenStreams                                   int
 	http                                             sluicehttp.Config
 	archive                                          archiveConfig
+	nats                                             natsConfig
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -74,6 +77,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	archiveFlags(fs, &c.archive)
+	natsFlags(fs, &c.nats)
 	return fs, c
 }
 
@@ -92,6 +96,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--log-format %q: want text or json", c.logFormat)}
 	}
 	log := slog.New(h)
+	if c.nats.urls != "" {
+		return serveCluster(ctx, c, log)
+	}
 	archive, err := c.archive.open(c.dataDir)
 	if err != nil {
 		return err

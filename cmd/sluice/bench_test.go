@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/bench"
+	"github.com/sluicehq/sluice/file"
+	sluicehttp "github.com/sluicehq/sluice/http"
+)
+
+// benchServer runs a real server in this process on a real loopback listener, wrapped
+// by wrap if not nil, and returns its base URL; it stops when the test ends.
+func benchServer(t *testing.T, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
+	store, err := file.Open(t.TempDir(), file.Options{SyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sluicehttp.NewServer(store, sluicehttp.Config{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownGrace: 5 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		store.Close()
+	})
+	return url
+}
+
+// runBench runs sluice bench with args (after "bench") and returns stdout, stderr and
+// the error.
+func runBench(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	clearEnv(t)
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"bench"}, args...), &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// TestBenchFanoutJSON runs "sluice bench fanout URL --json" against a real server: the
+// JSON report says every follower got every line, with latencies and server figures.
+func TestBenchFanoutJSON(t *testing.T) {
+	url := benchServer(t, nil)
+	out, stderr, err := runBench(t, "fanout", url, "--followers", "20", "--lines", "100", "--rate", "0",
+		"--idle-wait", "50ms", "--json")
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not a JSON report: %v\n%s", err, out)
+	}
+	if rep.Mode != "fanout" || rep.Followers != 20 || rep.Complete != 20 || len(rep.Incomplete) != 0 ||
+		rep.Producers.Lines != 100 || rep.Latency.Count != 2000 || !rep.Server.Idle.OK || rep.Server.Idle.Followers != 20 {
+		t.Errorf("report: mode %q, %d followers, %d complete, %d lines, %d latencies, idle %+v",
+			rep.Mode, rep.Followers, rep.Complete, rep.Producers.Lines, rep.Latency.Count, rep.Server.Idle)
+	}
+	if stderr != "" {
+		t.Errorf("stderr is not a terminal, yet got %q", stderr)
+	}
+}
+
+// TestBenchSweepChart runs a two-step fanout sweep with --chart: a table per run, the
+// sweep table, and an SVG file that parses as XML with a p99 series of two points. Flags
+// may come before the URL, and the URL last.
+func TestBenchSweepChart(t *testing.T) {
+	url := benchServer(t, nil)
+	chart := filepath.Join(t.TempDir(), "fanout.svg")
+	out, stderr, err := runBench(t, "fanout", "--followers", "4,8", "--lines", "20", "--rate", "0",
+		"--idle-wait", "50ms", "--pause", "10ms", "--transport", "mix", "--chart", chart, url)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"4 of 4 followers got every byte", "8 of 8 followers got every byte", "followers  complete"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	svg, err := os.ReadFile(chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name
+		Panels  []struct {
+			Lines []struct {
+				Series string `xml:"data-series,attr"`
+				Points string `xml:"points,attr"`
+			} `xml:"polyline"`
+		} `xml:"g"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("the chart is not XML: %v", err)
+	}
+	found := false
+	for _, p := range doc.Panels {
+		for _, l := range p.Lines {
+			if l.Series == "p99" && len(strings.Fields(l.Points)) == 2 {
+				found = true
+			}
+		}
+	}
+	if doc.XMLName.Local != "svg" || !found {
+		t.Errorf("chart: root %q, p99 series with 2 points found: %v", doc.XMLName.Local, found)
+	}
+}
+
+// flipListener corrupts one padding byte of every response written to a follower that
+// asked for raw bytes (not SSE), keeping the length: only the bench's checksum notices.
+type flipListener struct{ net.Listener }
+
+func (l flipListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	return &flipConn{Conn: c}, err
+}
+
+type flipConn struct{ net.Conn }
+
+func (c *flipConn) Write(p []byte) (int, error) {
+	if i := bytes.Index(p, []byte("abcdefghij")); i >= 0 {
+		p = bytes.Clone(p)
+		p[i+3] = 'X'
+	}
+	return c.Conn.Write(p)
+}
+
+// TestBenchExitStatus proves "the exit status is 1 if any follower did not get exactly
+// the published bytes": every follower's bytes are altered on the way, the report names
+// them, and the error is not a usage error (status 1, not 2).
+func TestBenchExitStatus(t *testing.T) {
+	url := benchServer(t, func(ln net.Listener) net.Listener { return flipListener{ln} })
+	out, _, err := runBench(t, "streams", url, "--streams", "2", "--followers", "3", "--lines", "10",
+		"--transport", "raw", "--idle-wait", "10ms")
+	if err == nil || exitCode(err) != 1 {
+		t.Fatalf("err %v (exit %d), want a failure with exit status 1", err, exitCode(err))
+	}
+	if !strings.Contains(err.Error(), "6 of 6 followers incomplete") || !strings.Contains(out, "INCOMPLETE f0") {
+		t.Errorf("err %v; output:\n%s", err, out)
+	}
+}
+
+// TestBenchUsage checks the command line: each mistake is a usage error (exit status 2)
+// that says what is wrong, and --help documents every flag with its variable.
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no mode"},
+		{[]string{"siege", "http://x"}, `unknown mode "siege"`},
+		{[]string{"fanout"}, "no URL"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--followers", "10,x"}, "--followers"},
+		{[]string{"streams", "http://127.0.0.1:1", "--followers", "1,2"}, "sweeps only"},
+		{[]string{"ingest", "http://127.0.0.1:1", "--bytes", "lots"}, "--bytes"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--transport", "carrier-pigeon"}, "transport"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--source-addrs", "nowhere"}, "source address"},
+		{[]string{"churn", "http://127.0.0.1:1", "--followers", "3"}, "not defined"},
+	} {
+		_, stderr, err := runBench(t, tc.args...)
+		var u usageError
+		if !errors.As(err, &u) || exitCode(err) != 2 {
+			t.Errorf("%q: err %v, want a usage error", tc.args, err)
+			continue
+		}
+		if !strings.Contains(err.Error()+stderr, tc.want) {
+			t.Errorf("%q: %v / %s; want it to say %q", tc.args, err, stderr, tc.want)
+		}
+	}
+	for _, mode := range []string{"fanout", "streams", "ingest", "churn"} {
+		_, stderr, err := runBench(t, mode, "--help")
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "SLUICE_TRANSPORT") || !strings.Contains(stderr, "--source-addrs") {
+			t.Errorf("bench %s --help: %v\n%s", mode, err, stderr)
+		}
+	}
+}
+
+// TestParseSize checks --bytes: units in powers of 1024 (KiB, MiB, GiB, k, M, G) and of
+// 1000 (KB, MB, GB); anything else is refused.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "64k": 64 << 10,
+		"500MB": 500e6, "1048576": 1 << 20, "1.5G": 3 << 29, " 2 KiB ": 2048} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1MB", "0", "1XB", "GiB", "1e30"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

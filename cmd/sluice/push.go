@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sluicehttp "github.com/sluicehq/sluice/http"
+)
+
+const pushUsage = `Usage: sluice push [flags] URL [FILE|-]
+
+Publishes FILE, or stdin when FILE is - or missing, to the stream at URL, then closes the
+stream and waits until the server has confirmed every byte. Input is spooled to a local
+file first and sent in the background: a dropped connection or a server restart is
+resumed where the server's copy ends, without losing or repeating a byte. Stdin is
+published as it arrives, so followers see a live stream (some-job | sluice push URL).
+
+On a terminal, a progress line shows the bytes the server has confirmed, the rate, and
+for a file the time left; otherwise sluice push prints nothing unless it fails.
+
+Exit status:
+  0         the stream is closed with every byte, confirmed by the server
+  1         not delivered: the server could not be reached in --retry attempts in a row,
+            refused the stream (for one, closed with other bytes), or --upload-timeout
+            passed; or the input could not be read
+  2         bad flags or arguments
+  130, 143  interrupted by SIGINT or SIGTERM (the stream is left open)
+
+Examples:
+  sluice push https://sluice.example.com/streams/app/releases/v1.2/notes release-notes.md
+  make 2>&1 | sluice push "$STREAM_URL"
+  sluice push --retry 0 --upload-timeout 10m "$STREAM_URL" big.log
+
+Flags:
+`
+
+// pushConfig is what sluice push is told by flags and environment.
+type pushConfig struct {
+	clientConfig
+	writerConfig
+	noProgress bool
+}
+
+func pushFlags(stderr io.Writer) (*flag.FlagSet, *pushConfig) {
+	c := &pushConfig{}
+	fs := flag.NewFlagSet("push", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, pushUsage); printDefaults(stderr, fs) }
+	c.clientConfig.register(fs, 10, logOff) // retries would break the progress line
+	c.writerConfig.register(fs, 0, "; 0 for no limit")
+	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress line, even on a terminal")
+	return fs, c
+}
+
+func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := pushFlags(stderr)
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return usageError{fmt.Errorf("push: want URL [FILE|-], got %d arguments", fs.NArg())}
+	}
+	if err := c.clientConfig.check(); err != nil {
+		return err
+	}
+	if err := c.writerConfig.check(); err != nil {
+		return err
+	}
+	rawURL, name := fs.Arg(0), fs.Arg(1)
+	sc := newScrubber(rawURL)
+	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageError{fmt.Errorf("push: bad URL %q: want http(s)://host/streams/key", sc.url)}
+	}
+
+	in, size := io.Reader(os.Stdin), int64(-1)
+	if name != "" && name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		in = f
+	}
+
+	log, closeLog, err := c.logger(stderr, logOff, sc)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	client := c.httpClient()
+	defer client.CloseIdleConnections()
+	w, err := sluicehttp.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), client, c.header(), log, nil))
+	if err != nil {
+		return errors.New(sc.line(fmt.Sprintf("push: %v", err)))
+	}
+
+	// SIGINT or SIGTERM end the push at once.
+	abortCtx, abort := context.WithCancel(context.Background())
+	defer abort()
+	interrupted := onInterrupt(ctx, abort)
+
+	var bar *progress
+	if !c.noProgress && isTerminal(stderr) {
+		bar = startProgress(stderr, w, size)
+	}
+	// The input is read in a goroutine of its own: a read of stdin cannot be interrupted.
+	var read atomic.Int64
+	copied := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil {
+					copied <- nil // the Writer gave up: Close says why
+					return
+				}
+				read.Add(int64(n))
+				bar.setRead(read.Load())
+			}
+			if err == io.EOF {
+				copied <- nil
+				return
+			}
+			if err != nil {
+				copied <- fmt.Errorf("push: reading %s: %w", inputName(name), err)
+				return
+			}
+		}
+	}()
+	var readErr error
+	select {
+	case readErr = <-copied:
+	case <-abortCtx.Done():
+	}
+	closeCtx := abortCtx
+	if readErr != nil {
+		abort() // a partial input must not close the stream
+	} else if c.uploadTimeout > 0 {
+		var stop context.CancelFunc
+		closeCtx, stop = context.WithTimeoutCause(abortCtx, c.uploadTimeout, fmt.Errorf("--upload-timeout (%v) passed", c.uploadTimeout))
+		defer stop()
+	}
+	err = w.CloseContext(closeCtx)
+	bar.stop(err == nil)
+	if ierr := interrupted(); ierr != nil {
+		var e *exitError
+		if errors.As(ierr, &e) {
+			e.err = fmt.Errorf("push: interrupted: %d of %d bytes delivered to %s; the stream is left open", w.Acked(), read.Load(), sc.url)
+		}
+		return ierr
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if err != nil {
+		return errors.New(sc.line(fmt.Sprintf("push to %s failed: %v", sc.url, err)))
+	}
+	log.Info("pushed", "bytes", w.Acked())
+	return nil
+}
+
+func inputName(name string) string {
+	if name == "" || name == "-" {
+		return "stdin"
+	}
+	return name
+}
+
+// isTerminal reports whether w is a terminal: a character device other than /dev/null.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
+}
+
+// progress draws sluice push's progress line on a terminal, a few times a second.
+type progress struct {
+	out   io.Writer
+	w     *sluicehttp.Writer
+	size  int64 // -1 when unknown (stdin)
+	start time.Time
+	read  atomic.Int64
+
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	samples []sample // recent (time, acked), for the rate
+}
+
+type sample struct {
+	t     time.Time
+	acked int64
+}
+
+func startProgress(out io.Writer, w *sluicehttp.Writer, size int64) *progress {
+	p := &progress{out: out, w: w, size: size, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.draw(time.Now())
+			case <-p.quit:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) setRead(n int64) {
+	if p != nil {
+		p.read.Store(n)
+	}
+}
+
+// stop draws the last line, kept on the terminal when the push succeeded.
+func (p *progress) stop(ok bool) {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		close(p.quit)
+		<-p.done
+		if ok {
+			p.draw(time.Now())
+			fmt.Fprintln(p.out)
+		} else {
+			fmt.Fprint(p.out, "\r\x1b[K")
+		}
+	})
+}
+
+func (p *progress) draw(now time.Time) {
+	acked := p.w.Acked()
+	p.samples = append(p.samples, sample{now, acked})
+	for len(p.samples) > 2 && now.Sub(p.samples[0].t) > 5*time.Second {
+		p.samples = p.samples[1:]
+	}
+	var rate float64
+	if first := p.samples[0]; now.Sub(first.t) > 0 && len(p.samples) > 1 {
+		rate = float64(acked-first.acked) / now.Sub(first.t).Seconds()
+	}
+	fmt.Fprint(p.out, "\r"+progressLine(acked, p.read.Load(), p.size, rate)+"\x1b[K")
+}
+
+// progressLine renders the progress of a push: the bytes the server has confirmed, of
+// size when it is known (with a bar and the time left), at rate bytes per second.
+func progressLine(acked, read, size int64, rate float64) string {
+	var b strings.Builder
+	if size >= 0 {
+		frac := 1.0
+		if size > 0 {
+			frac = min(1, float64(acked)/float64(size))
+		}
+		const width = 24
+		n := int(frac * width)
+		b.WriteString("[" + strings.Repeat("=", n))
+		if n < width {
+			b.WriteString(">" + strings.Repeat(" ", width-n-1))
+		}
+		fmt.Fprintf(&b, "] %3d%%  %s / %s", int(frac*100), byteSize(acked), byteSize(size))
+	} else {
+		fmt.Fprintf(&b, "%s sent, %s read", byteSize(acked), byteSize(read))
+	}
+	fmt.Fprintf(&b, "  %s/s", byteSize(int64(rate)))
+	if size >= 0 && acked < size {
+		if rate > 0 {
+			fmt.Fprintf(&b, "  ETA %s", time.Duration(float64(size-acked)/rate*float64(time.Second)).Round(time.Second))
+		} else {
+			b.WriteString("  ETA -")
+		}
+	}
+	return b.String()
+}
+
+// byteSize formats n bytes in binary units: 512 B, 1.5 KiB, 12.0 MiB.
+func byteSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
+}

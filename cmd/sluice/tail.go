@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	sluicehttp "github.com/sluicehq/sluice/http"
+)
+
+const tailUsage = `Usage: sluice tail [flags] URL
+
+Writes the stream at URL to stdout, byte for byte, and follows it live until it is
+closed. A dropped connection or a server restart is resumed where it left off, so every
+byte is written once and in order.
+
+Exit status:
+  0         the stream is closed and every byte was written (with --no-follow: every
+            byte stored when it was read)
+  1         the stream does not exist, the server refused the request, --retry attempts
+            failed in a row, or stdout could not be written
+  2         bad flags or arguments
+  130, 143  interrupted by SIGINT or SIGTERM
+
+Examples:
+  sluice tail https://sluice.example.com/streams/app/builds/42
+  sluice tail --from-offset 1048576 "$STREAM_URL" | grep -i error
+  sluice tail --no-follow "$STREAM_URL" > build.log
+
+Flags:
+`
+
+// tailConfig is what sluice tail is told by flags and environment.
+type tailConfig struct {
+	clientConfig
+	fromOffset int64
+	noFollow   bool
+}
+
+func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailConfig) {
+	c := &tailConfig{}
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, tailUsage); printDefaults(stderr, fs) }
+	c.clientConfig.register(fs, 0, slog.LevelWarn) // reconnections explain a pause
+	fs.Int64Var(&c.fromOffset, "from-offset", 0, "start at byte `offset` N of the stream")
+	fs.BoolVar(&c.noFollow, "no-follow", false, "write what the stream holds now and exit, instead of following it")
+	return fs, c
+}
+
+func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := tailFlags(stderr)
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{fmt.Errorf("tail: want one URL, got %d arguments", fs.NArg())}
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if c.fromOffset < 0 {
+		return usageError{fmt.Errorf("--from-offset %d: want 0 or more", c.fromOffset)}
+	}
+	rawURL := fs.Arg(0)
+	sc := newScrubber(rawURL)
+	log, closeLog, err := c.logger(stderr, slog.LevelWarn, sc)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	client := c.httpClient()
+	defer client.CloseIdleConnections()
+	r := sluicehttp.NewReader(rawURL, sluicehttp.ReaderOptions{
+		Client:      client,
+		Header:      c.header(),
+		Offset:      c.fromOffset,
+		NoFollow:    c.noFollow,
+		MaxAttempts: c.retry,
+		Logger:      log,
+	})
+	defer r.Close()
+	interrupted := onInterrupt(ctx, func() { r.Close() }) // Close ends a blocked Read
+
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, err := stdout.Write(buf[:n]); err != nil {
+				if s := interrupted(); s != nil {
+					return s
+				}
+				return fmt.Errorf("tail: writing stdout: %w", err)
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if s := interrupted(); s != nil {
+			return s
+		}
+		switch {
+		case err == io.EOF:
+			return nil
+		case errors.Is(err, sluice.ErrNotFound):
+			return fmt.Errorf("tail: stream %s does not exist", sc.url)
+		default:
+			return errors.New(sc.line(fmt.Sprintf("tail %s: at offset %d: %v", sc.url, r.Offset(), err)))
+		}
+	}
+}
+
+// onInterrupt calls abort once, when the first SIGINT or SIGTERM arrives or ctx is done.
+// The function it returns stops watching and tells why abort was called: an error for
+// exit status 128+N after signal N (130 for SIGINT), ctx's error, or nil if it was not.
+func onInterrupt(ctx context.Context, abort func()) (interrupted func() error) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	stop, done := make(chan struct{}), make(chan struct{})
+	var sig os.Signal
+	aborted := false
+	go func() {
+		defer close(done)
+		select {
+		case sig = <-sigs:
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		aborted = true
+		abort()
+	}()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			close(stop)
+			<-done
+			signal.Stop(sigs)
+			if aborted && sig == nil {
+				// main's signal context saw the signal first; ours is on its way.
+				select {
+				case sig = <-sigs:
+				case <-time.After(time.Second):
+				}
+			}
+			switch {
+			case sig != nil:
+				err = &exitError{128 + int(sig.(syscall.Signal)), nil}
+			case aborted:
+				err = context.Cause(ctx)
+			}
+		})
+		return err
+	}
+}

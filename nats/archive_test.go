@@ -1,0 +1,149 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/file"
+)
+
+// archiveNode is an instance as sluice serve wires it: a Store whose closes feed an
+// Archiver, with the Archiver's metrics on reg.
+type archiveNode struct {
+	s   *Store
+	reg *prometheus.Registry
+}
+
+func newArchiveNode(t *testing.T, archive sluice.Archive, opts Options) *archiveNode {
+	t.Helper()
+	n := &archiveNode{reg: prometheus.NewRegistry()}
+	var a *sluice.Archiver
+	opts.Archive = archive
+	opts.OnClose = func(key string) { a.Enqueue(key) }
+	n.s = newStore(t, shared, opts)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a = sluice.NewArchiver(n.s, archive, sluice.ArchiverOptions{Logger: quiet, Registerer: n.reg, MinBackoff: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done }) // before the store's Close
+	return n
+}
+
+func (n *archiveNode) uploads(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "sluice_archive_uploads_started_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// waitMeta waits until the stream's meta entry satisfies ok.
+func waitMeta(t *testing.T, s *Store, key string, ok func(meta) bool) {
+	t.Helper()
+	deadline := time.Now().Add(failAfter)
+	for {
+		m, _, err := s.meta(ctx, key)
+		if err == nil && ok(m) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("meta of %s still %+v (%v)", key, m, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestArchiveOnceAcrossInstances proves issue 6's "exactly one instance uploads each
+// closed stream, then purges its subject": two instances, each with an Archiver and a
+// scan for orphaned work, archive a stream closed through one of them once; its subject
+// keeps only the close marker; and it stays readable on every instance, from the
+// archive, including through a handle opened before its live bytes went. A purge then
+// deletes the archived object too.
+func TestArchiveOnceAcrossInstances(t *testing.T) {
+	archive, err := file.OpenArchive(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	b := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	key := newKey(t)
+	create(t, a.s, key)
+	h := open(t, a.s, key)
+	want := bytes.Repeat([]byte("archived line\n"), 30000)
+	mustAppend(t, h, 0, want)
+	early := open(t, b.s, key)
+	if _, err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitMeta(t, b.s, key, func(m meta) bool { return m.Removed })
+	if n := a.uploads(t) + b.uploads(t); n != 1 {
+		t.Errorf("%v uploads of one closed stream by two instances, want 1", n)
+	}
+	subj := a.s.subject(key, h.Info().Version)
+	si, err := a.s.js1.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := si.State.Subjects[subj]; n != 1 {
+		t.Errorf("subject holds %d messages after removal, want 1 (the close marker)", n)
+	}
+	for name, st := range map[string]sluice.Stream{"early handle": early, "new handle": open(t, b.s, key)} {
+		if got := follow(t, st, 0); !bytes.Equal(got, want) {
+			t.Errorf("%s reads %d bytes from the archive, want %d identical", name, len(got), len(want))
+		}
+		if info := st.Info(); !info.Closed || info.Length != int64(len(want)) {
+			t.Errorf("%s Info %+v", name, info)
+		}
+	}
+	if err := b.s.Purge(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Stat(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
+		t.Errorf("archived object after purge: %v, want ErrNotFound", err)
+	}
+}
+
+// TestArchiveTakeover proves "a crashed uploader's work is picked up by another
+// instance": the instance that closed a stream takes its lease and dies before
+// uploading; once the lease lapses, another instance's scan archives the stream.
+func TestArchiveTakeover(t *testing.T) {
+	archive, err := file.OpenArchive(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := newStore(t, shared, Options{LeaseTTL: 300 * time.Millisecond, OnClose: func(string) {}})
+	key := newKey(t)
+	create(t, dead, key)
+	h := open(t, dead, key)
+	want := []byte("the closer died before uploading\n")
+	mustAppend(t, h, 0, want)
+	if _, err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alive := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	waitMeta(t, alive.s, key, func(m meta) bool { return m.Archived != nil })
+	rc, err := archive.Open(ctx, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); !bytes.Equal(got, want) {
+		t.Fatalf("archived object %q, want %q", got, want)
+	}
+}

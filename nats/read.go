@@ -1,0 +1,267 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice"
+)
+
+// readTimeout bounds one Read that has to fetch from JetStream (Read takes no context).
+const readTimeout = 30 * time.Second
+
+// handle is one holder's reference to a shared stream. It remembers the last chunk it
+// fetched, so a follower reading old bytes in order costs one fetch per chunk.
+type handle struct {
+	st       *stream
+	reading  atomic.Bool
+	released atomic.Bool
+
+	mu  sync.Mutex
+	cur *chunk
+	ar  *archiveReader // reads a removed stream from the archive; made by the first read
+}
+
+func (h *handle) Info() sluice.Info { return h.st.snap.Load().info }
+
+func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
+	return h.st.append(ctx, h, off, p)
+}
+
+func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
+
+// Read serves recent bytes from the shared tail and older ones from JetStream. The first
+// Read counts the handle as a follower, which starts the stream's one subscription in
+// this process.
+func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
+	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
+		h.st.startReading()
+	}
+	sn := h.st.snap.Load()
+	if sn.purged {
+		return nil, sn.info, sn.changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
+	}
+	b, err := h.read(sn, p, off)
+	if err != nil {
+		return nil, sn.info, sn.changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
+	}
+	return b, sn.info, sn.changed, nil
+}
+
+// read returns bytes of sn from off on: a view of the tail, or of a fetched chunk (both
+// immutable), at most len(p) bytes when p is not empty.
+func (h *handle) read(sn *snapshot, p []byte, off int64) ([]byte, error) {
+	n := sn.info.Length - off
+	if n <= 0 {
+		return nil, nil
+	}
+	if off >= sn.tailOff && len(sn.blocks) > 0 {
+		i, j := (off-sn.base)/blockSize, (off-sn.base)%blockSize
+		n = min(n, blockSize-j)
+		return sn.blocks[i][j : j+n : j+n], nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	if h.st.removed.Load() {
+		return h.readArchive(ctx, sn, p, off)
+	}
+	c, err := h.chunkAt(ctx, sn, off)
+	if err != nil {
+		if h.st.checkRemoved(ctx) { // archived and removed since this handle was opened
+			return h.readArchive(ctx, sn, p, off)
+		}
+		return nil, err
+	}
+	b := c.data[off-c.off : min(c.end(), sn.info.Length)-c.off]
+	if len(p) > 0 && len(b) > len(p) {
+		b = b[:len(p)]
+	}
+	return b[:len(b):len(b)], nil
+}
+
+// chunkAt finds the message holding offset off: the remembered one, the next one, or by
+// binary search over sequences.
+func (h *handle) chunkAt(ctx context.Context, sn *snapshot, off int64) (*chunk, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.cur; c != nil && c.off <= off && off < c.end() {
+		return c, nil
+	}
+	if c := h.cur; c != nil && off == c.end() {
+		if n, err := h.st.fetchNext(ctx, c.seq+1); err == nil && n.off <= off && off < n.end() {
+			h.cur = n
+			return n, nil
+		}
+	}
+	c, err := h.st.search(ctx, off, sn.lastSeq)
+	if err != nil {
+		return nil, err
+	}
+	h.cur = c
+	return c, nil
+}
+
+// fetchNext returns the subject's first message at or after sequence seq.
+func (st *stream) fetchNext(ctx context.Context, seq uint64) (*chunk, error) {
+	var m *jetstream.RawStreamMsg
+	err := st.store.retry(ctx, func(ctx context.Context) error {
+		var err error
+		m, err = st.store.js1.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(st.subj))
+		return err
+	})
+	st.store.fetches.Add(1)
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseChunk(m.Sequence, m.Header, m.Data)
+	if err != nil {
+		return nil, err
+	}
+	if c.purged {
+		st.markPurged()
+		return nil, sluice.ErrNotFound
+	}
+	return c, nil
+}
+
+// search finds the message holding offset off among sequences up to last by binary
+// search: each probe fetches the subject's first message at or after a sequence, whose
+// offset header says which half holds off. It costs O(log last) fetches, never a scan.
+func (st *stream) search(ctx context.Context, off int64, last uint64) (*chunk, error) {
+	lo, hi := uint64(1), last
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		c, err := st.fetchNext(ctx, mid)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			hi = mid - 1
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case c.seq > hi || c.off > off:
+			hi = mid - 1
+		case off < c.end():
+			return c, nil
+		default:
+			lo = c.seq + 1
+		}
+	}
+	return nil, fmt.Errorf("no message holds offset %d", off)
+}
+
+// verify checks that p matches the stored bytes at off, so a producer resending
+// different bytes for the same offsets gets ErrMismatch instead of a silent fork.
+func (h *handle) verify(sn *snapshot, off int64, p []byte) error {
+	for len(p) > 0 {
+		b, err := h.read(sn, nil, off)
+		if err != nil {
+			return fmt.Errorf("verify %s at %d: %w", h.st.key, off, err)
+		}
+		if len(b) == 0 {
+			return fmt.Errorf("verify %s at %d: no bytes", h.st.key, off)
+		}
+		n := min(len(b), len(p))
+		if !bytes.Equal(b[:n], p[:n]) {
+			return fmt.Errorf("append to %s at %d: %w", h.st.key, off, sluice.ErrMismatch)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (h *handle) Release() {
+	if h.released.Swap(true) {
+		return
+	}
+	if h.reading.Load() {
+		h.st.stopReading()
+	}
+	h.mu.Lock()
+	if h.ar != nil {
+		h.ar.close()
+	}
+	h.mu.Unlock()
+	h.st.store.release(h.st)
+}
+
+func (st *stream) startReading() {
+	st.mu.Lock()
+	st.readers++
+	st.mu.Unlock()
+	st.syncSub()
+}
+
+// stopReading drops the tail with the last follower, and the subscription with it.
+func (st *stream) stopReading() {
+	st.mu.Lock()
+	if st.readers--; st.readers == 0 {
+		next := *st.snap.Load()
+		next.resetTail()
+		st.publish(&next)
+	}
+	st.mu.Unlock()
+	st.syncSub()
+}
+
+// syncSub starts the stream's subscription when it has followers here and stops it when
+// it has none: one ordered consumer per followed stream per process, however many
+// followers, delivering every message after the last one known, which apply folds into
+// the shared tail. Ordered consumers recreate themselves after a node or leader loss.
+func (st *stream) syncSub() {
+	st.subMu.Lock()
+	defer st.subMu.Unlock()
+	st.mu.Lock()
+	want := st.readers > 0 && !st.snap.Load().purged
+	start := st.snap.Load().lastSeq + 1
+	st.mu.Unlock()
+	if !want {
+		if st.sub != nil {
+			st.sub.Stop()
+			st.sub = nil
+		}
+		return
+	}
+	if st.sub != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	err := st.store.retry(ctx, func(ctx context.Context) error {
+		cons, err := st.store.js.OrderedConsumer(ctx, st.store.opts.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{st.subj},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    start,
+		})
+		if err != nil {
+			return err
+		}
+		st.sub, err = cons.Consume(st.receive)
+		return err
+	})
+	if err != nil {
+		st.store.log.Error("nats store: follow stream", "key", st.key, "err", err)
+	}
+}
+
+// receive folds a message from the subscription into the stream.
+func (st *stream) receive(m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
+	c, err := parseChunk(md.Sequence.Stream, m.Headers(), m.Data())
+	if err != nil {
+		st.store.log.Error("nats store: bad message", "key", st.key, "err", err)
+		return
+	}
+	st.apply(c)
+}

@@ -1,0 +1,275 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// failAfter bounds every wait; nothing waits this long unless a bug hangs it.
+const failAfter = 30 * time.Second
+
+var ctx = context.Background()
+
+var keySeq int
+
+// newKey returns a key no other test uses, in a cluster shared by all tests.
+func newKey(t *testing.T) string {
+	keySeq++
+	return fmt.Sprintf("%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "-"), keySeq, rand.IntN(1<<30))
+}
+
+func create(t *testing.T, s *Store, key string) {
+	t.Helper()
+	created, err := s.Create(ctx, key)
+	if err != nil || !created {
+		t.Fatalf("Create(%q) = %v, %v; want true, nil", key, created, err)
+	}
+}
+
+func open(t *testing.T, s *Store, key string) sluice.Stream {
+	t.Helper()
+	h, err := s.Open(ctx, key)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", key, err)
+	}
+	t.Cleanup(h.Release)
+	return h
+}
+
+func mustAppend(t *testing.T, h sluice.Stream, off int64, p []byte) sluice.Info {
+	t.Helper()
+	info, err := h.Append(ctx, off, p)
+	if err != nil {
+		t.Fatalf("Append(%d, %d bytes): %v", off, len(p), err)
+	}
+	return info
+}
+
+// follow reads h from off as a follower does, waiting on the changed channel, until the
+// stream is closed and read to its end; it returns the bytes.
+func follow(t *testing.T, h sluice.Stream, off int64) []byte {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	var got []byte
+	deadline := time.After(failAfter)
+	for {
+		b, info, changed, err := h.Read(buf, off)
+		if err != nil {
+			t.Fatalf("Read at %d: %v", off, err)
+		}
+		got, off = append(got, b...), off+int64(len(b))
+		if len(b) > 0 {
+			continue
+		}
+		if info.Closed && off == info.Length {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("follower stuck at %d of %+v", off, info)
+		}
+	}
+}
+
+// TestCreateOpenPurgeVersion proves "Create ... reports whether the stream is new; an
+// existing stream is left as it is", "Open returns ... ErrNotFound" for unknown keys, and
+// "Purge deletes a stream ... ending its followers' reads with ErrNotFound, so that the
+// key is free for a new stream", whose Version differs, across two instances.
+func TestCreateOpenPurgeVersion(t *testing.T) {
+	a, b := newStore(t, shared, Options{}), newStore(t, shared, Options{})
+	key := newKey(t)
+	if _, err := a.Open(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("Open(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := a.Purge(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("Purge(unknown) = %v, want ErrNotFound", err)
+	}
+	create(t, a, key)
+	if created, err := b.Create(ctx, key); err != nil || created {
+		t.Fatalf("second Create on other instance = %v, %v; want false, nil", created, err)
+	}
+	ha := open(t, a, key)
+	mustAppend(t, ha, 0, []byte("first life"))
+	v1 := ha.Info().Version
+	if v1 == "" {
+		t.Fatal("empty version")
+	}
+	hb := open(t, b, key)
+	if info := hb.Info(); info.Version != v1 || info.Length != 10 {
+		t.Fatalf("other instance Info %+v, want version %q length 10", info, v1)
+	}
+	// A follower on b, waiting at the end, is ended by a purge made through a.
+	_, _, changed, err := hb.Read(make([]byte, 64), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Purge(ctx, key); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(failAfter):
+		t.Fatal("follower on the other instance not woken by the purge")
+	}
+	if _, _, _, err := hb.Read(make([]byte, 64), 0); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("Read after purge = %v, want ErrNotFound", err)
+	}
+	if _, err := hb.Append(ctx, 10, []byte("x")); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("Append by stale handle after purge = %v, want ErrNotFound", err)
+	}
+	if _, err := b.Open(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("Open after purge = %v, want ErrNotFound", err)
+	}
+	create(t, b, key)
+	h2 := open(t, a, key)
+	if info := h2.Info(); info.Version == v1 || info.Length != 0 || info.Closed {
+		t.Fatalf("new stream of a purged key: %+v (old version %q)", info, v1)
+	}
+}
+
+// TestFollowAcrossInstances proves that bytes published through one instance reach
+// followers on another, woken through the changed channel ("a channel that is closed
+// when the stream changes after it"), and that many followers of a stream on one
+// instance cost JetStream one subscription.
+func TestFollowAcrossInstances(t *testing.T) {
+	pub, sub := newStore(t, shared, Options{}), newStore(t, shared, Options{})
+	key := newKey(t)
+	create(t, pub, key)
+	hp := open(t, pub, key)
+	want := bytes.Repeat([]byte("line of output\n"), 20000) // 300 KB
+	var wg sync.WaitGroup
+	got := make([][]byte, 5)
+	for i := range got {
+		h := open(t, sub, key)
+		h.Read(nil, 0) // starts following before any byte exists
+		wg.Go(func() { got[i] = follow(t, h, 0) })
+	}
+	subj := pub.subject(key, hp.Info().Version)
+	if n := consumersOn(t, sub, subj); n != 1 {
+		t.Errorf("%d JetStream consumers for 5 followers on one instance, want 1", n)
+	}
+	for off := 0; off < len(want); off += 1000 {
+		mustAppend(t, hp, int64(off), want[off:min(off+1000, len(want))])
+	}
+	if _, err := hp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, g := range got {
+		if !bytes.Equal(g, want) {
+			t.Errorf("follower %d got %d bytes, want %d identical", i, len(g), len(want))
+		}
+	}
+}
+
+// consumersOn counts the JetStream consumers filtering on subj.
+func consumersOn(t *testing.T, s *Store, subj string) int {
+	t.Helper()
+	n := 0
+	l := s.js1.ListConsumers(ctx)
+	for ci := range l.Info() {
+		for _, f := range append(ci.Config.FilterSubjects, ci.Config.FilterSubject) {
+			if f == subj {
+				n++
+			}
+		}
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRacingWriters proves "two instances receiving publishes for the same key ... must
+// never interleave or duplicate bytes": two instances each resend the same bytes from
+// offset 0 in different piece sizes, concurrently; the stream holds each byte once.
+func TestRacingWriters(t *testing.T) {
+	a, b := newStore(t, shared, Options{}), newStore(t, shared, Options{})
+	key := newKey(t)
+	create(t, a, key)
+	want := make([]byte, 1<<20)
+	for i := range want {
+		want[i] = byte(rand.IntN(256))
+	}
+	var wg sync.WaitGroup
+	for i, s := range []*Store{a, b} {
+		h := open(t, s, key)
+		piece := 3000 + 7777*i
+		wg.Go(func() {
+			for off := 0; off < len(want); off += piece {
+				if _, err := h.Append(ctx, int64(off), want[off:min(off+piece, len(want))]); err != nil {
+					t.Errorf("writer %d at %d: %v", i, off, err)
+					return
+				}
+			}
+			if _, err := h.Close(ctx); err != nil {
+				t.Errorf("writer %d close: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	c := newStore(t, shared, Options{})
+	if got := follow(t, open(t, c, key), 0); !bytes.Equal(got, want) {
+		t.Fatalf("stream holds %d bytes, want the %d written, once each", len(got), len(want))
+	}
+}
+
+// TestResumeWithoutScanning proves "finding the chunk that holds offset N must not read
+// the stream from its start": a reader on a fresh instance starting in the middle of a
+// stream of 400 chunks (interleaved with another stream's) fetches O(log n) messages.
+func TestResumeWithoutScanning(t *testing.T) {
+	w := newStore(t, shared, Options{ChunkSize: 1024})
+	key, noise := newKey(t), newKey(t)
+	create(t, w, key)
+	create(t, w, noise)
+	h, hn := open(t, w, key), open(t, w, noise)
+	want := make([]byte, 400*1024)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	for off := 0; off < len(want); off += 4096 {
+		mustAppend(t, h, int64(off), want[off:off+4096])
+		mustAppend(t, hn, int64(off/4096), []byte("n"))
+	}
+	r := newStore(t, shared, Options{})
+	hr := open(t, r, key)
+	const from = 250*1024 + 100
+	buf := make([]byte, 1024)
+	before := r.fetches.Load()
+	b, _, _, err := hr.Read(buf, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want[from:from+len(b)]) || len(b) == 0 {
+		t.Fatalf("Read(%d) = %d bytes, not the stored ones", from, len(b))
+	}
+	if n := r.fetches.Load() - before; n > 25 {
+		t.Errorf("resuming at %d fetched %d messages of a %d-message stream; want O(log n)", from, n, 400)
+	}
+	// Reading on from there costs one fetch per chunk, not a search each.
+	before = r.fetches.Load()
+	off := int64(from + len(b))
+	for off < 300*1024 {
+		b, _, _, err := hr.Read(buf, off)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("Read(%d) = %d bytes, %v", off, len(b), err)
+		}
+		if !bytes.Equal(b, want[off:off+int64(len(b))]) {
+			t.Fatalf("Read(%d) differs", off)
+		}
+		off += int64(len(b))
+	}
+	if n := r.fetches.Load() - before; n > 60 {
+		t.Errorf("reading 50 chunks in order fetched %d messages, want about 50", n)
+	}
+}

@@ -1,0 +1,300 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice"
+)
+
+// Message headers of a stream's chunks.
+const (
+	hdrOffset = "Sluice-Offset"
+	hdrClose  = "Sluice-Close"
+	hdrPurge  = "Sluice-Purge"
+)
+
+// blockSize is the unit of a followed stream's in-memory tail. Blocks are never reused,
+// so a follower may hold a view of one for as long as it likes.
+const blockSize = 32 << 10
+
+type block [blockSize]byte
+
+// snapshot is a stream's state as this process knows it, replaced whole on every change
+// (the old one's changed channel is closed), as in the file store: followers read
+// without locks and wait without missing a change.
+type snapshot struct {
+	info    sluice.Info
+	purged  bool
+	lastSeq uint64 // stream sequence of the subject's last message known; 0 if none
+	// The tail holds bytes [tailOff, info.Length) in blocks from base, a multiple of
+	// blockSize below tailOff or equal to it.
+	tailOff, base int64
+	blocks        []*block
+	changed       chan struct{}
+}
+
+// stream is the shared state of a stream with live handles in this process.
+type stream struct {
+	store        *Store
+	key, version string
+	subj         string
+	refs         int // guarded by store.mu
+
+	wmu sync.Mutex // serialises this process's writers, so they rarely race each other
+
+	mu      sync.Mutex // guards snapshot changes and readers
+	readers int
+	snap    atomic.Pointer[snapshot]
+
+	removed atomic.Bool // the live bytes are gone: read them from the archive
+
+	subMu sync.Mutex // serialises starting and stopping the subscription
+	sub   jetstream.ConsumeContext
+}
+
+func newStream(s *Store, key, version string) *stream {
+	st := &stream{store: s, key: key, version: version, subj: s.subject(key, version)}
+	st.snap.Store(&snapshot{changed: make(chan struct{}), info: sluice.Info{Version: version}})
+	return st
+}
+
+// publish makes next the current snapshot; the caller holds st.mu.
+func (st *stream) publish(next *snapshot) {
+	prev := st.snap.Load()
+	if next.info != prev.info || next.purged != prev.purged {
+		next.changed = make(chan struct{})
+		st.snap.Store(next)
+		close(prev.changed)
+		return
+	}
+	next.changed = prev.changed
+	st.snap.Store(next)
+}
+
+func (st *stream) markPurged() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	next := *st.snap.Load()
+	next.purged, next.blocks = true, nil
+	st.publish(&next)
+}
+
+// chunk is one message of a stream's subject.
+type chunk struct {
+	seq            uint64
+	off            int64
+	data           []byte
+	closed, purged bool
+}
+
+func (c *chunk) end() int64 { return c.off + int64(len(c.data)) }
+
+func parseChunk(seq uint64, h nats.Header, data []byte) (*chunk, error) {
+	c := &chunk{seq: seq, data: data, closed: h.Get(hdrClose) != "", purged: h.Get(hdrPurge) != ""}
+	if c.purged {
+		return c, nil
+	}
+	off, err := strconv.ParseInt(h.Get(hdrOffset), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: bad %s header: %w", seq, hdrOffset, err)
+	}
+	c.off = off
+	return c, nil
+}
+
+// apply folds a message of the subject into the state, whoever learnt of it first: this
+// process's writer, the subscription, or a re-read of the subject's last message. Older
+// messages are ignored, so each byte enters the tail once.
+func (st *stream) apply(c *chunk) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sn := st.snap.Load()
+	if c.seq <= sn.lastSeq || sn.purged {
+		return
+	}
+	next := *sn
+	next.lastSeq = c.seq
+	switch {
+	case c.purged:
+		next.purged, next.blocks = true, nil
+	case c.off == sn.info.Length && st.readers > 0: // the tail always ends at the length
+		next.fill(c.data, c.off, st.store.opts.TailSize)
+		next.info.Length = c.end()
+	default:
+		// A jump (bytes written elsewhere, not seen here): the tail restarts at the new
+		// end, and the bytes in between are fetched when read.
+		next.info.Length = max(c.end(), sn.info.Length)
+		next.resetTail()
+	}
+	if c.closed {
+		next.info.Closed = true
+	}
+	st.publish(&next)
+}
+
+func (sn *snapshot) resetTail() {
+	sn.tailOff, sn.base, sn.blocks = sn.info.Length, sn.info.Length-sn.info.Length%blockSize, nil
+}
+
+// fill copies p, the bytes at offset at, into the tail, dropping the oldest blocks
+// beyond limit bytes. The blocks slice is copied, never modified: snapshots share it.
+func (sn *snapshot) fill(p []byte, at int64, limit int) {
+	for len(p) > 0 {
+		i := int((at - sn.base) / blockSize)
+		if i == len(sn.blocks) {
+			blocks := make([]*block, 0, len(sn.blocks)+1)
+			blocks = append(append(blocks, sn.blocks...), new(block))
+			if len(blocks)*blockSize > limit+blockSize {
+				blocks = blocks[1:]
+				sn.base += blockSize
+				sn.tailOff = max(sn.tailOff, sn.base)
+			}
+			sn.blocks = blocks
+			i = len(blocks) - 1
+		}
+		n := copy(sn.blocks[i][(at-sn.base)%blockSize:], p)
+		p, at = p[n:], at+int64(n)
+	}
+}
+
+// refresh learns the true length and state from the subject's last message.
+func (st *stream) refresh(ctx context.Context) error {
+	var m *jetstream.RawStreamMsg
+	err := st.store.retry(ctx, func(ctx context.Context) error {
+		var err error
+		m, err = st.store.js1.GetLastMsgForSubject(ctx, st.subj)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c, err := parseChunk(m.Sequence, m.Header, m.Data)
+	if err != nil {
+		return err
+	}
+	st.apply(c)
+	return nil
+}
+
+// append stores p at off: see sluice.Stream. Each chunk is published expecting the
+// subject's last sequence this process knows; when another writer got there first, the
+// true tail is re-read and the whole rule set applied again to what is left of p.
+func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (sluice.Info, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	refreshed := false
+	for {
+		sn := st.snap.Load()
+		info := sn.info
+		if sn.purged {
+			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
+		}
+		if off > info.Length {
+			if !refreshed { // the length may have grown elsewhere
+				refreshed = true
+				if err := st.refresh(ctx); err != nil {
+					return info, fmt.Errorf("append to %s: %w", st.key, err)
+				}
+				continue
+			}
+			return info, fmt.Errorf("append to %s at %d, length %d: %w", st.key, off, info.Length, sluice.ErrGap)
+		}
+		if skip := info.Length - off; skip > 0 {
+			old := p[:min(int64(len(p)), skip)]
+			if err := h.verify(sn, off, old); err != nil {
+				return info, err
+			}
+			p, off = p[len(old):], off+int64(len(old))
+		}
+		if len(p) == 0 {
+			return info, nil
+		}
+		if info.Closed {
+			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrClosed)
+		}
+		if lim := st.store.opts.MaxStreamSize; lim > 0 && info.Length+int64(len(p)) > lim {
+			return info, fmt.Errorf("append to %s: %w (limit %d bytes)", st.key, sluice.ErrTooLarge, lim)
+		}
+		n := min(len(p), st.store.opts.ChunkSize)
+		c, err := st.put(ctx, sn.lastSeq, off, p[:n], false)
+		if wrongLastSeq(err) {
+			refreshed = true
+			if err := st.refresh(ctx); err != nil {
+				return info, fmt.Errorf("append to %s: %w", st.key, err)
+			}
+			continue
+		}
+		if err != nil {
+			return info, fmt.Errorf("append to %s: %w", st.key, err)
+		}
+		st.apply(c)
+		p, off = p[n:], off+int64(n)
+		if len(p) == 0 {
+			return st.snap.Load().info, nil
+		}
+	}
+}
+
+// put publishes one message expecting the subject's last sequence to be last. A
+// publish retried after a lost acknowledgement fails as a wrong last sequence if the
+// first try was stored, and the caller's re-read then finds its bytes there.
+func (st *stream) put(ctx context.Context, last uint64, off int64, p []byte, closed bool) (*chunk, error) {
+	msg := nats.NewMsg(st.subj)
+	msg.Header.Set(hdrOffset, strconv.FormatInt(off, 10))
+	if closed {
+		msg.Header.Set(hdrClose, "1")
+	}
+	msg.Data = bytes.Clone(p) // the caller's buffer is reused after Append returns
+	var ack *jetstream.PubAck
+	err := st.store.retry(ctx, func(ctx context.Context) error {
+		var err error
+		ack, err = st.store.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &chunk{seq: ack.Sequence, off: off, data: msg.Data, closed: closed}, nil
+}
+
+// close publishes the close marker at the stream's end, racing writers like an append.
+func (st *stream) close(ctx context.Context) (sluice.Info, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	for {
+		sn := st.snap.Load()
+		switch {
+		case sn.purged:
+			return sn.info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
+		case sn.info.Closed:
+			return sn.info, nil
+		}
+		c, err := st.put(ctx, sn.lastSeq, sn.info.Length, nil, true)
+		if wrongLastSeq(err) {
+			if err := st.refresh(ctx); err != nil {
+				return sn.info, fmt.Errorf("close %s: %w", st.key, err)
+			}
+			continue
+		}
+		if err != nil {
+			return sn.info, fmt.Errorf("close %s: %w", st.key, err)
+		}
+		st.apply(c)
+		if st.store.opts.OnClose != nil && st.store.lease(ctx, st.key) {
+			st.store.opts.OnClose(st.key)
+		}
+		return st.snap.Load().info, nil
+	}
+}
