@@ -286,6 +286,12 @@ func (s *Store) meta(ctx context.Context, key string) (meta, uint64, error) {
 // other instances may have written since.
 func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
 	m, _, err := s.meta(ctx, key)
+	// A KV read may reach a replica that has not applied a create made a moment ago:
+	// look again briefly before calling the stream unknown.
+	for try := 0; errors.Is(err, sluice.ErrNotFound) && try < 5; try++ {
+		time.Sleep(20 * time.Millisecond << try)
+		m, _, err = s.meta(ctx, key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %w", err)
 	}
