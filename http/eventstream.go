@@ -29,13 +29,14 @@ func (t *eventStream) write(b []byte, off int64, final bool) (int, error) {
 	return n, t.commit(out)
 }
 
-// keepalive checks that the follower is still there and, when it has had nothing for the
-// keepalive interval, sends it a comment, which also keeps proxies from timing it out.
+// keepalive checks that the follower is still there and sends it a comment if it would
+// otherwise go without a byte for longer than the keepalive interval before the next
+// call (an idle() later), which also keeps proxies from timing it out.
 func (t *eventStream) keepalive() error {
 	if !alive(t.conn) {
 		return errGone
 	}
-	if time.Since(t.lastWrite) < t.cfg.SSEKeepalive {
+	if time.Since(t.lastWrite)+t.idle() <= t.cfg.SSEKeepalive {
 		return nil
 	}
 	t.lastWrite = time.Now()

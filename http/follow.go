@@ -119,7 +119,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 	setInfo(h, info)
 	if kind == "websocket" {
 		defer s.removeFollower(key, kind)
-		s.followWebSocket(w, r, st, off, end, follow)
+		s.followWebSocket(w, r, key, st, off, end, follow)
 		return
 	}
 	if kind == "sse" {
@@ -155,7 +155,7 @@ func (s *Server) followHijacked(log *slog.Logger, wi *wire, st sluice.Stream, ke
 			return
 		}
 	}
-	switch s.follow(s.kill, st, t, off, end, follow) {
+	switch s.follow(s.kill, key, st, t, off, end, follow) {
 	case outcomeClosed:
 		if es, ok := t.(*eventStream); ok {
 			es.endStream(st.Info().Length)
@@ -207,8 +207,9 @@ func transportKind(r *http.Request) (string, error) {
 
 // follow sends the stream's bytes from off on to t, waiting for more as the stream grows,
 // until the stream is closed and sent, end (if not -1) or the stored length (unless
-// following) is reached, the server drains, or the client goes.
-func (s *Server) follow(ctx context.Context, st sluice.Stream, t transport, off, end int64, follow bool) outcome {
+// following) is reached, the server drains, or the client goes. It waits for the stream
+// of key in turns with its other followers (turns.go).
+func (s *Server) follow(ctx context.Context, key string, st sluice.Stream, t transport, off, end int64, follow bool) outcome {
 	var idle <-chan time.Time
 	var timer *time.Timer
 	if d := t.idle(); d > 0 {
@@ -234,21 +235,22 @@ func (s *Server) follow(ctx context.Context, st sluice.Stream, t transport, off,
 		case end >= 0 && next >= end, !follow && next >= info.Length:
 			return outcomeCaughtUp
 		}
-		if next != off && timer != nil {
-			timer.Reset(t.idle())
-		}
 		off = next
+		// The idle timer ticks whether or not bytes went out (the transport knows when it
+		// last wrote), which spares a timer reset per write. A drain releases every waiter
+		// (turns.stop), and catchUp then ends the follower.
+		tn := s.turns.wait(key, changed)
 		select {
-		case <-changed:
+		case <-tn.ready:
 		case <-idle:
+			s.turns.leave(key, tn)
 			if err := t.keepalive(); err != nil {
 				return outcomeGone
 			}
 			timer.Reset(t.idle())
 		case <-ctx.Done():
+			s.turns.leave(key, tn)
 			return outcomeGone
-		case <-s.drain.Done():
-			return outcomeDrained
 		}
 	}
 }

@@ -98,6 +98,8 @@ type Server struct {
 	kill     context.Context
 	stopKill context.CancelFunc
 
+	turns turns // caught-up followers waiting for their stream to grow (turns.go)
+
 	followers      atomic.Int64
 	mu             sync.Mutex
 	streamFollowed map[string]int
@@ -115,6 +117,7 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 	}
 	s.drain, s.stopDrain = context.WithCancel(context.Background())
 	s.kill, s.stopKill = context.WithCancel(context.Background())
+	s.turns.stop = s.drain.Done()
 	s.metrics = newMetrics(cfg.Registry, store)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "OK") })

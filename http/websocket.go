@@ -26,7 +26,7 @@ type webSocket struct {
 // followWebSocket upgrades the request and follows the stream. A reader goroutine drains
 // the socket for as long as the connection lives, discarding data messages and answering
 // pings, so that client chatter never piles up in kernel buffers.
-func (s *Server) followWebSocket(w http.ResponseWriter, r *http.Request, st sluice.Stream, off, end int64, follow bool) {
+func (s *Server) followWebSocket(w http.ResponseWriter, r *http.Request, key string, st sluice.Stream, off, end int64, follow bool) {
 	s.hijacked.Add(1)
 	defer s.hijacked.Done()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
@@ -56,7 +56,7 @@ func (s *Server) followWebSocket(w http.ResponseWriter, r *http.Request, st slui
 	defer func() { c.CloseNow(); <-drained }()
 
 	t := &webSocket{c: c, ctx: ctx, cfg: s.cfg, m: s.metrics}
-	switch s.follow(ctx, st, t, off, end, follow) {
+	switch s.follow(ctx, key, st, t, off, end, follow) {
 	case outcomeClosed:
 		c.Close(websocket.StatusNormalClosure, "end")
 	case outcomeCaughtUp:

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +30,15 @@ type wire struct {
 	chunked bool
 	timeout time.Duration
 	out     *[]byte
-	flushed prometheus.Observer // flush latency
-	sent    prometheus.Counter  // bytes sent, for this transport
+	// raw, when the connection offers it, writes without waiting (write): tryFn is its
+	// callback; pending, written and writeErr its argument and results.
+	raw      syscall.RawConn
+	tryFn    func(fd uintptr) bool
+	pending  []byte
+	written  int
+	writeErr error
+	flushed  prometheus.Observer // flush latency
+	sent     prometheus.Counter  // bytes sent, for this transport
 }
 
 // hijack takes the connection of w and writes a 200 response head with the headers set on
@@ -57,8 +65,15 @@ func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Du
 		conn.Close()
 		return nil, fmt.Errorf("write response head: %w", err)
 	}
-	return &wire{conn: conn, chunked: chunked, timeout: timeout,
-		flushed: m.flushSeconds, sent: m.bytesOut.WithLabelValues(kind)}, nil
+	wi := &wire{conn: conn, chunked: chunked, timeout: timeout,
+		flushed: m.flushSeconds, sent: m.bytesOut.WithLabelValues(kind)}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if wi.raw, err = sc.SyscallConn(); err == nil {
+			wi.tryFn = wi.tryWrite
+		}
+	}
+	conn.SetWriteDeadline(time.Time{})
+	return wi, nil
 }
 
 // buffer returns the pending output to append to; Write and flush take it back.
@@ -106,11 +121,52 @@ func (w *wire) flush() error {
 		start = chunkRoom
 	}
 	now := time.Now()
-	w.conn.SetWriteDeadline(now.Add(w.timeout))
-	n, err := w.conn.Write(b[start:])
+	n, err := w.write(b[start:])
 	w.flushed.Observe(time.Since(now).Seconds())
 	w.sent.Add(float64(n))
 	return err
+}
+
+// write sends b. It first tries without waiting, which is how nearly every write to a
+// follower that keeps up goes, and needs no deadline, sparing a timer update per write;
+// only what the socket cannot take at once is written under the write deadline.
+func (w *wire) write(b []byte) (int, error) {
+	n := 0
+	if w.raw != nil {
+		w.pending = b
+		err := w.raw.Write(w.tryFn)
+		n, w.pending = w.written, nil
+		if err == nil {
+			err = w.writeErr
+		}
+		if err != nil || n == len(b) {
+			return n, err
+		}
+	}
+	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	m, err := w.conn.Write(b[n:])
+	w.conn.SetWriteDeadline(time.Time{}) // so that the next try is not refused at once
+	return n + m, err
+}
+
+// tryWrite writes w.pending without waiting; it is w.raw.Write's callback, made once
+// per follower (a method value), so that a write allocates nothing.
+func (w *wire) tryWrite(fd uintptr) bool {
+	w.written, w.writeErr = 0, nil
+	for w.written < len(w.pending) {
+		n, err := syscall.Write(int(fd), w.pending[w.written:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true // the rest waits, under the deadline
+		case err != nil:
+			w.writeErr = err
+			return true
+		}
+		w.written += n
+	}
+	return true
 }
 
 func (w *wire) release() {
