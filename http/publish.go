@@ -18,8 +18,12 @@ import (
 )
 
 // bodyPool holds publish buffers, larger than a follower's so that a fast producer costs
-// fewer reads and writes.
+// fewer reads and writes. A publish takes one only while bytes arrive faster than it reads
+// them (copyBody), so that a slow or idle producer does not pin 256 KiB.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// smallBody is the size of the buffer a publish reads into while its producer is slow.
+const smallBody = 4 << 10
 
 // errDraining is the cause of a publish cut short by a shutdown.
 var errDraining = errors.New("server is shutting down")
@@ -181,8 +185,16 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 	cutShort := func() { ctl.SetReadDeadline(time.Now()) }
 	stop := context.AfterFunc(s.drain, cutShort)
 	defer stop()
-	buf := bodyPool.Get().(*[]byte)
-	defer bodyPool.Put(buf)
+	// A read that fills its buffer means more bytes are waiting: the next reads go into a
+	// large pooled buffer. One that does not means the producer has paused: the large
+	// buffer goes back before the next read, which may wait long.
+	small := make([]byte, smallBody)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bodyPool.Put(big)
+		}
+	}()
 	info := st.Info()
 	for {
 		// A deadline set just as the drain began must not undo the drain's.
@@ -190,14 +202,25 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 		if s.drain.Err() != nil {
 			cutShort()
 		}
-		n, rerr := r.Body.Read(*buf)
+		buf := small
+		if big != nil {
+			buf = *big
+		}
+		n, rerr := r.Body.Read(buf)
 		if n > 0 {
 			var err error
-			if info, err = st.Append(r.Context(), off, (*buf)[:n]); err != nil {
+			if info, err = st.Append(r.Context(), off, buf[:n]); err != nil {
 				return info, err
 			}
 			off += int64(n)
 			s.metrics.bytesIn.Add(float64(n))
+		}
+		switch {
+		case n == len(buf) && big == nil:
+			big = bodyPool.Get().(*[]byte)
+		case n < len(buf) && big != nil:
+			bodyPool.Put(big)
+			big = nil
 		}
 		switch {
 		case rerr == io.EOF:

@@ -898,3 +898,66 @@ func (p *resPublisher) finish() error {
 	})
 	return p.err
 }
+
+// Producers that have sent a burst and then pause (a build between steps) must not each
+// pin a large read buffer for as long as they are idle: the 256 KiB publish buffer goes back
+// to its pool when the producer has paused. 200 producers each send 300 KiB, then a line,
+// then wait; the heap per idle producer must stay far below 256 KiB.
+func TestIdleProducersCostLittle(t *testing.T) {
+	const n, burst, bound = 200, 300 << 10, 64 << 10
+	resNeedFDs(t, 2*n+256)
+	ts := newTestServer(t, Config{}, file.Options{SyncInterval: time.Second})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	baseHeap := resHeap()
+
+	data := resLogLines(burst)
+	conns := make([]net.Conn, n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	resParallel(t, n, func(i int) error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		line := "and a line after the burst\n"
+		_, err = fmt.Fprintf(c, "POST /streams/resources/producer-%d HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n",
+			i, addr, len(data), data, len(line), line)
+		return err
+	})
+	want := int64(burst + len("and a line after the burst\n"))
+	resEventually(t, 30*time.Second, "every producer's bytes stored", func() (bool, string) {
+		for i := range n {
+			if got := resLength(t, fmt.Sprintf("%s/streams/resources/producer-%d", ts.url, i)); got != want {
+				return false, fmt.Sprintf("producer %d: Stream-Length %d, want %d", i, got, want)
+			}
+		}
+		return true, ""
+	})
+	perHeap := (float64(resHeap()) - float64(baseHeap)) / n
+	t.Logf("%d idle producers: %.0f B of heap each", n, perHeap)
+	if perHeap >= bound {
+		t.Errorf("an idle producer costs %.0f bytes of heap; want < %d KiB", perHeap, bound>>10)
+	}
+	// The publishes were live all along: each ends now and is answered.
+	resParallel(t, n, func(i int) error {
+		if _, err := io.WriteString(conns[i], "0\r\n\r\n"); err != nil {
+			return err
+		}
+		conns[i].SetReadDeadline(time.Now().Add(30 * time.Second)) // a failure bound
+		resp, err := http.ReadResponse(bufio.NewReader(conns[i]), nil)
+		if err != nil {
+			return fmt.Errorf("producer %d: %w", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Stream-Length") != strconv.FormatInt(want, 10) {
+			return fmt.Errorf("producer %d: %s, Stream-Length %s; want 200 and %d", i, resp.Status, resp.Header.Get("Stream-Length"), want)
+		}
+		return nil
+	})
+}
