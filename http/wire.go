@@ -67,11 +67,7 @@ func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Du
 	}
 	wi := &wire{conn: conn, chunked: chunked, timeout: timeout,
 		flushed: m.flushSeconds, sent: m.bytesOut.WithLabelValues(kind)}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if wi.raw, err = sc.SyscallConn(); err == nil {
-			wi.tryFn = wi.tryWrite
-		}
-	}
+	wi.canTry()
 	conn.SetWriteDeadline(time.Time{})
 	return wi, nil
 }
@@ -147,26 +143,6 @@ func (w *wire) write(b []byte) (int, error) {
 	m, err := w.conn.Write(b[n:])
 	w.conn.SetWriteDeadline(time.Time{}) // so that the next try is not refused at once
 	return n + m, err
-}
-
-// tryWrite writes w.pending without waiting; it is w.raw.Write's callback, made once
-// per follower (a method value), so that a write allocates nothing.
-func (w *wire) tryWrite(fd uintptr) bool {
-	w.written, w.writeErr = 0, nil
-	for w.written < len(w.pending) {
-		n, err := syscall.Write(int(fd), w.pending[w.written:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return true // the rest waits, under the deadline
-		case err != nil:
-			w.writeErr = err
-			return true
-		}
-		w.written += n
-	}
-	return true
 }
 
 func (w *wire) release() {

@@ -27,45 +27,8 @@ var ignoredAtStart = func() map[os.Signal]bool {
 	return m
 }()
 
-// group is sluice run's command, running in a process group of its own, so that a
-// signal reaches everything it started, and what it leaves behind can be ended.
-type group struct {
-	cmd            *exec.Cmd
-	stdout, stderr *os.File // the read ends of the command's output pipes
-}
-
-// startGroup starts argv with sluice's stdin, its stdout and stderr on pipes, and in a
-// new process group. The pipes are the command's own (not goroutines of os/exec), so
-// that the command's exit is seen even when a child it left behind holds them open.
-func startGroup(argv []string) (*group, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	if cmd.Err != nil {
-		return nil, cmd.Err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return nil, err
-	}
-	return &group{cmd: cmd, stdout: outR, stderr: errR}, nil
-}
-
-func (g *group) pid() int { return g.cmd.Process.Pid }
+// inNewGroup makes cmd start in a process group of its own.
+func inNewGroup(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} }
 
 // wait waits for the command to exit and returns its exit status, 128+N if signal N
 // killed it.
@@ -102,16 +65,4 @@ func (g *group) killGroup(grace time.Duration, log *slog.Logger) {
 	}
 	log.Warn("killing what is left of the command's process group", "pgid", pgid, "grace", grace)
 	syscall.Kill(-pgid, syscall.SIGKILL)
-}
-
-// stopReading ends the reads of the output pipes, which a process outside the group
-// may hold open.
-func (g *group) stopReading() {
-	g.stdout.SetReadDeadline(time.Now())
-	g.stderr.SetReadDeadline(time.Now())
-}
-
-func (g *group) close() {
-	g.stdout.Close()
-	g.stderr.Close()
 }
