@@ -314,23 +314,14 @@ func subDial(t *testing.T, ctx context.Context, ts *testServer, key, query strin
 // subReadWS reads binary messages until the connection ends; it returns their concatenation
 // and the error that ended it.
 func subReadWS(ctx context.Context, c *websocket.Conn) ([]byte, error) {
-	var data []byte
-	for {
-		typ, b, err := c.Read(ctx)
-		if err != nil {
-			return data, err
-		}
-		if typ != websocket.MessageBinary {
-			return data, fmt.Errorf("a %v message, want binary", typ)
-		}
-		data = append(data, b...)
-	}
+	return subReadWSN(ctx, c, -1)
 }
 
-// subReadWSN reads binary messages until it has at least n bytes.
+// subReadWSN reads binary messages until it has at least n bytes (n < 0: until the
+// connection ends).
 func subReadWSN(ctx context.Context, c *websocket.Conn, n int) ([]byte, error) {
 	var data []byte
-	for len(data) < n {
+	for n < 0 || len(data) < n {
 		typ, b, err := c.Read(ctx)
 		if err != nil {
 			return data, err
