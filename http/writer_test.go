@@ -249,17 +249,13 @@ func clStored(t *testing.T, url string) []byte {
 	return b
 }
 
-// clEqual fails the test unless got equals want, saying where they differ.
+// clEqual stops the test unless got equals want, saying where they differ.
 func clEqual(t *testing.T, what string, got, want []byte) {
 	t.Helper()
-	if bytes.Equal(got, want) {
-		return
+	if !bytes.Equal(got, want) {
+		subEqual(t, what, got, want)
+		t.FailNow()
 	}
-	i := 0
-	for i < len(got) && i < len(want) && got[i] == want[i] {
-		i++
-	}
-	t.Fatalf("%s: %d bytes, want %d; first difference at offset %d", what, len(got), len(want), i)
 }
 
 // clEmptyDir fails the test if dir holds any file.
