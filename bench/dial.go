@@ -20,6 +20,7 @@ type target struct {
 	hostport string
 	sources  []net.IP
 	timeout  time.Duration // dial and response-head timeout
+	nchan    bool          // the server is Nchan (--target nchan), not Sluice
 
 	mu         sync.Mutex
 	transports map[int]*http.Transport // for WebSocket dials and scrapes, by source
@@ -87,6 +88,24 @@ func (t *target) url(path string) string {
 
 // streamPath is the request path of a stream: /streams/{key} under the base URL's path.
 func streamPath(key string) string { return "/streams/" + key }
+
+// subPath is where a stream's followers go: the stream itself on Sluice; on Nchan, its
+// channel's subscriber location, /sub/{key} (as in deploy/nchan-bench.conf).
+func (t *target) subPath(key string) string {
+	if t.nchan {
+		return "/sub/" + key
+	}
+	return streamPath(key)
+}
+
+// pubPath is where a stream's producer publishes: the stream itself on Sluice; on Nchan,
+// its channel's publisher location, /pub/{key}.
+func (t *target) pubPath(key string) string {
+	if t.nchan {
+		return "/pub/" + key
+	}
+	return streamPath(key)
+}
 
 // netDialer returns the dialer for connection i, bound to its source address.
 func (t *target) netDialer(i int) *net.Dialer {

@@ -67,9 +67,10 @@ func (f *follower) open(ctx context.Context, t *target, path, runID string, dead
 // client machinery (two goroutines and 8 KiB of buffers a connection), so that thousands
 // fit in one process.
 type httpFollow struct {
-	conn net.Conn
-	body io.ReadCloser
-	kind string
+	conn  net.Conn
+	body  io.ReadCloser
+	kind  string
+	nchan bool
 }
 
 func openHTTP(ctx context.Context, t *target, i int, path, id, kind string, deadline time.Time) (*httpFollow, error) {
@@ -86,7 +87,7 @@ func openHTTP(ctx context.Context, t *target, i int, path, id, kind string, dead
 		return nil, err
 	}
 	conn.SetDeadline(deadline)
-	return &httpFollow{conn: conn, body: resp.Body, kind: kind}, nil
+	return &httpFollow{conn: conn, body: resp.Body, kind: kind, nchan: t.nchan}, nil
 }
 
 // getHead sends the GET of a follower and reads the response head.
@@ -114,7 +115,8 @@ func getHead(conn net.Conn, t *target, path, id, kind string) (*http.Response, e
 	if kind == "sse" && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return nil, fmt.Errorf("Content-Type %q, want text/event-stream", resp.Header.Get("Content-Type"))
 	}
-	if len(resp.TransferEncoding) == 0 && resp.ContentLength < 0 {
+	// Nchan's event stream ends with the connection, but only after its ":410" comment.
+	if len(resp.TransferEncoding) == 0 && resp.ContentLength < 0 && !t.nchan {
 		return nil, errors.New("a response neither chunked nor of known length: a cut could not be told from the end")
 	}
 	return resp, nil
@@ -145,6 +147,7 @@ func (h *httpFollow) read(f *follower) error {
 func (h *httpFollow) readSSE(f *follower) error {
 	lines := bufio.NewReaderSize(h.body, readBuf)
 	r := newSSEReader(&f.v)
+	r.nchan = h.nchan
 	for {
 		frag, err := lines.ReadSlice('\n')
 		if len(frag) > 0 {

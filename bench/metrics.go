@@ -12,9 +12,12 @@ import (
 )
 
 // Sample is the server's state as its /metrics tells it, so that it works against a
-// server anywhere: resident memory, CPU time, goroutines, open files and followers.
+// server anywhere: resident memory, CPU time, goroutines, open files and followers. With
+// a server process given (Config.ServerPID), resident memory, CPU time and open files
+// come from /proc instead, for that process and its children.
 type Sample struct {
-	OK         bool      `json:"ok"` // false: /metrics could not be read
+	OK         bool      `json:"ok"`      // false: the server's figures could not be read
+	Metrics    bool      `json:"metrics"` // /metrics was read: goroutines, heap and followers are known
 	Time       time.Time `json:"time"`
 	RSSBytes   float64   `json:"rss_bytes"`
 	CPUSeconds float64   `json:"cpu_seconds"`
@@ -36,7 +39,7 @@ var metricNames = map[string]func(*Sample) *float64{
 
 // parseMetrics reads the Prometheus text format, summing series of the same name.
 func parseMetrics(sc *bufio.Scanner) (Sample, error) {
-	s := Sample{OK: true, Time: time.Now()}
+	s := Sample{OK: true, Metrics: true, Time: time.Now()}
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || line[0] == '#' {
@@ -71,14 +74,35 @@ func parseMetrics(sc *bufio.Scanner) (Sample, error) {
 	return s, sc.Err()
 }
 
-// scraper reads a server's /metrics.
+// scraper reads a server's /metrics (if url is not empty) and the figures of process
+// pid from /proc (if pid is not 0).
 type scraper struct {
 	url    string
 	client *http.Client
+	pid    int
 }
 
-// scrape returns the server's state now; a failure gives a Sample that is not OK.
+// scrape returns the server's state now; a failure gives a Sample that is not OK. With a
+// pid, resident memory, CPU time and open files are those of /proc, or none at all.
 func (s *scraper) scrape(ctx context.Context) Sample {
+	smp := Sample{Time: time.Now()}
+	if s.url != "" {
+		smp = s.scrapeMetrics(ctx)
+	}
+	if s.pid == 0 {
+		return smp
+	}
+	p, err := procSample(s.pid)
+	if err != nil {
+		return Sample{Time: time.Now()}
+	}
+	smp.OK, smp.Time = true, p.Time
+	smp.RSSBytes, smp.CPUSeconds, smp.OpenFDs = p.RSSBytes, p.CPUSeconds, p.OpenFDs
+	return smp
+}
+
+// scrapeMetrics reads /metrics.
+func (s *scraper) scrapeMetrics(ctx context.Context) Sample {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
 		return Sample{Time: time.Now()}

@@ -30,7 +30,7 @@ sluice_followers_total 99
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Sample{OK: true, RSSBytes: 12345000, CPUSeconds: 3.25, Goroutines: 42, OpenFDs: 17, HeapBytes: 4096, Followers: 8}
+	want := Sample{OK: true, Metrics: true, RSSBytes: 12345000, CPUSeconds: 3.25, Goroutines: 42, OpenFDs: 17, HeapBytes: 4096, Followers: 8}
 	s.Time = time.Time{}
 	if s != want {
 		t.Errorf("got %+v\nwant %+v", s, want)

@@ -61,8 +61,13 @@ func (p *producer) achieved() float64 {
 	return 0
 }
 
-// run publishes until the line, byte or time limit, ends the body and reads the response.
+// run publishes until the line, byte or time limit, ends the body and reads the response
+// (on Nchan: publishes each line as a message, then deletes the channel).
 func (p *producer) run(ctx context.Context, t *target, runID string, deadline time.Time) {
+	if t.nchan {
+		p.err = p.publishMessages(ctx, t, runID, deadline)
+		return
+	}
 	p.err = p.publish(ctx, t, runID, deadline)
 }
 
@@ -75,7 +80,7 @@ func (p *producer) publish(ctx context.Context, t *target, runID string, deadlin
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	conn.SetDeadline(deadline)
-	head := "POST " + t.base.Path + streamPath(p.key) + " HTTP/1.1\r\n" +
+	head := "POST " + t.base.Path + t.pubPath(p.key) + " HTTP/1.1\r\n" +
 		"Host: " + t.base.Host + "\r\n" +
 		"User-Agent: sluice-bench\r\n" +
 		"Request-Id: " + requestID(runID, fmt.Sprintf("p%d", p.stream)) + "\r\n" +
@@ -84,7 +89,13 @@ func (p *producer) publish(ctx context.Context, t *target, runID string, deadlin
 	if _, err := conn.Write([]byte(head)); err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}
-	if err := p.writeLines(conn); err != nil {
+	send := func(data []byte) error {
+		var hdr [20]byte
+		chunk := net.Buffers{append(strconv.AppendInt(hdr[:0], int64(len(data)), 16), '\r', '\n'), data, []byte("\r\n")}
+		_, err := chunk.WriteTo(conn)
+		return err
+	}
+	if err := p.writeLines(max(1, maxBatch/p.lineSize), send); err != nil {
 		return fmt.Errorf("producer: after %d lines: %w%s", p.lines, err, earlyAnswer(conn))
 	}
 	if _, err := conn.Write([]byte("0\r\n\r\n")); err != nil {
@@ -119,10 +130,10 @@ func earlyAnswer(conn net.Conn) string {
 	return " (the server answered " + resp.Status + ")"
 }
 
-// writeLines writes the lines as chunks, on schedule, and records what it sent.
-func (p *producer) writeLines(conn net.Conn) error {
-	perBatch := int64(max(1, maxBatch/p.lineSize))
-	data := make([]byte, 0, perBatch*int64(p.lineSize))
+// writeLines sends the lines on schedule, at most perBatch at a time (those due at once),
+// each batch stamped with the time it is sent, and records what it sent.
+func (p *producer) writeLines(perBatch int, send func(data []byte) error) error {
+	data := make([]byte, 0, perBatch*p.lineSize)
 	limit := p.maxLines
 	if p.maxBytes > 0 {
 		byBytes := (p.maxBytes + int64(p.lineSize) - 1) / int64(p.lineSize)
@@ -145,7 +156,7 @@ func (p *producer) writeLines(conn net.Conn) error {
 		if p.duration > 0 && now.Sub(p.start) >= p.duration {
 			break
 		}
-		k := perBatch
+		k := int64(perBatch)
 		if p.rate > 0 {
 			due := p.start.Add(time.Duration(float64(seq) / p.rate * float64(time.Second)))
 			if wait := due.Sub(now); wait > 0 {
@@ -169,13 +180,11 @@ func (p *producer) writeLines(conn net.Conn) error {
 		for i := range k {
 			data = appendLine(data, seq+i, now, p.lineSize)
 		}
-		var hdr [20]byte
-		chunk := net.Buffers{append(strconv.AppendInt(hdr[:0], int64(len(data)), 16), '\r', '\n'), data, []byte("\r\n")}
 		if seq == 0 {
 			p.start = now // the schedule starts at the first write
 		}
 		p.last = now
-		if _, err := chunk.WriteTo(conn); err != nil {
+		if err := send(data); err != nil {
 			return err
 		}
 		p.crc = crc32.Update(p.crc, castagnoli, data)

@@ -12,6 +12,7 @@ import (
 type Report struct {
 	Mode               string    `json:"mode"` // fanout, streams, ingest or churn
 	URL                string    `json:"url"`
+	Target             string    `json:"target"` // sluice or nchan
 	Transport          string    `json:"transport"`
 	Streams            int       `json:"streams"`
 	FollowersPerStream int       `json:"followers_per_stream"`
@@ -87,6 +88,9 @@ type ServerReport struct {
 	// the server has let every follower go.
 	Delivered Sample `json:"delivered"`
 	After     Sample `json:"after"`
+	// PID is the server process whose (and whose children's) resident memory, CPU time and
+	// open files were read from /proc; 0: all from /metrics.
+	PID int `json:"pid,omitempty"`
 	// CPU seconds the server used connecting the followers, and delivering.
 	CPUConnectSeconds  float64 `json:"cpu_connect_seconds"`
 	CPUDeliverySeconds float64 `json:"cpu_delivery_seconds"`
@@ -167,7 +171,11 @@ func (r *run) summarize(rep *Report, pubStart time.Time) {
 
 // WriteTable writes the report for people.
 func (r *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "sluice bench %s %s: %s\n", r.Mode, r.URL, r.shape())
+	target := ""
+	if r.Target != "" && r.Target != "sluice" {
+		target = " (" + r.Target + ")"
+	}
+	fmt.Fprintf(w, "sluice bench %s %s%s: %s\n", r.Mode, r.URL, target, r.shape())
 	if r.Churn != nil {
 		r.Churn.writeTable(w)
 	} else {
@@ -221,6 +229,10 @@ func (r *Report) writeServer(w io.Writer) {
 		fmt.Fprintln(w, "  server      no /metrics: server figures unavailable")
 		return
 	}
+	metrics := s.Before.Metrics || s.After.Metrics
+	if s.PID != 0 {
+		fmt.Fprintf(w, "  server      RSS, CPU and open files from /proc: process %d and its children\n", s.PID)
+	}
 	idle := "idle"
 	if r.Churn != nil {
 		idle = "-"
@@ -231,10 +243,14 @@ func (r *Report) writeServer(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t\n", name, opt(s.Before, f), opt(s.Idle, f), opt(s.Peak, f), opt(s.After, f))
 	}
 	row("RSS", func(x Sample) string { return mib(x.RSSBytes) })
-	row("Go heap", func(x Sample) string { return mib(x.HeapBytes) })
-	row("goroutines", func(x Sample) string { return fmt.Sprintf("%.0f", x.Goroutines) })
+	if metrics {
+		row("Go heap", func(x Sample) string { return mib(x.HeapBytes) })
+		row("goroutines", func(x Sample) string { return fmt.Sprintf("%.0f", x.Goroutines) })
+	}
 	row("open files", func(x Sample) string { return fmt.Sprintf("%.0f", x.OpenFDs) })
-	row("followers", func(x Sample) string { return fmt.Sprintf("%.0f", x.Followers) })
+	if metrics {
+		row("followers", func(x Sample) string { return fmt.Sprintf("%.0f", x.Followers) })
+	}
 	row("CPU seconds", func(x Sample) string { return fmt.Sprintf("%.2f", x.CPUSeconds) })
 	tw.Flush()
 	if r.Churn == nil {
@@ -248,7 +264,11 @@ func (r *Report) writeServer(w io.Writer) {
 			fmt.Fprintf(w, "  bench CPU   %.2fs delivering (%.0f%% of its %d core(s))\n", r.Bench.CPUDeliverySeconds,
 				100*r.Bench.CPUDeliverySeconds/r.DeliverySeconds/float64(r.Bench.Cores), r.Bench.Cores)
 		}
-		fmt.Fprintf(w, "  per idle follower  %s RSS, %s Go heap\n", kib(s.RSSPerIdleFollower), kib(s.HeapPerIdleFollower))
+		if metrics {
+			fmt.Fprintf(w, "  per idle follower  %s RSS, %s Go heap\n", kib(s.RSSPerIdleFollower), kib(s.HeapPerIdleFollower))
+		} else {
+			fmt.Fprintf(w, "  per idle follower  %s RSS\n", kib(s.RSSPerIdleFollower))
+		}
 	}
 }
 

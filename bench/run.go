@@ -41,9 +41,16 @@ type Config struct {
 	IdleWait           time.Duration // pause with every follower connected and idle, before publishing (2s)
 	DrainTimeout       time.Duration // how long followers may lag after the producers end (60s)
 	Timeout            time.Duration // bound on the whole run (the publishing time plus 10 minutes)
-	MetricsURL         string        // the server's metrics (URL + /metrics)
+	MetricsURL         string        // the server's metrics (URL + /metrics; none for Nchan)
 	KeyPrefix          string        // streams are KeyPrefix/s0, s1... (bench/<random>)
 	Progress           io.Writer     // a progress line every second, if not nil
+
+	// Target is the kind of server: "sluice" (the default), or "nchan", Nchan in nginx,
+	// driven through the locations of deploy/nchan-bench.conf (nchan.go), SSE only.
+	Target string
+	// ServerPID, if not 0, is the server's process on this machine: its resident memory,
+	// CPU time and open files, with its children's, are read from /proc, not /metrics.
+	ServerPID int
 }
 
 func (c *Config) setDefaults() error {
@@ -67,10 +74,17 @@ func (c *Config) setDefaults() error {
 	if c.Transport == "" {
 		c.Transport = "sse"
 	}
+	if c.Target == "" {
+		c.Target = "sluice"
+	}
 	if c.Lines == 0 && c.Bytes == 0 && c.Duration == 0 {
 		c.Lines = 200
 	}
 	switch {
+	case c.Target != "sluice" && c.Target != "nchan":
+		return fmt.Errorf("target %q: want sluice or nchan", c.Target)
+	case c.Target == "nchan" && c.Transport != "sse":
+		return fmt.Errorf("transport %q: Nchan is followed with sse only", c.Transport)
 	case c.Transport != "mix" && !contains(Transports, c.Transport):
 		return fmt.Errorf("transport %q: want sse, raw, websocket or mix", c.Transport)
 	case c.LineSize < MinLineSize || c.LineSize > MaxLineSize:
@@ -143,11 +157,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer t.close()
-	if cfg.MetricsURL == "" {
+	t.nchan = cfg.Target == "nchan"
+	if cfg.MetricsURL == "" && !t.nchan {
 		cfg.MetricsURL = t.url("/metrics")
 	}
+	if cfg.ServerPID != 0 {
+		if _, err := procSample(cfg.ServerPID); err != nil {
+			return nil, fmt.Errorf("server pid: %w", err)
+		}
+	}
 	r := &run{cfg: cfg, id: newRunID(), t: t, fs: make([]follower, n), finished: make([]time.Time, n)}
-	r.sc = &scraper{url: cfg.MetricsURL, client: t.client()}
+	r.sc = &scraper{url: cfg.MetricsURL, client: t.client(), pid: cfg.ServerPID}
 	for i := range r.fs {
 		f := &r.fs[i]
 		f.id, f.stream, f.kind = i, i%cfg.Streams, cfg.Transport
@@ -167,9 +187,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*Report, error) {
 	cfg := r.cfg
-	rep := &Report{Mode: "streams", URL: cfg.URL, Transport: cfg.Transport, Streams: cfg.Streams,
+	rep := &Report{Mode: "streams", URL: cfg.URL, Target: cfg.Target, Transport: cfg.Transport, Streams: cfg.Streams,
 		FollowersPerStream: cfg.Followers, Followers: len(r.fs), LineSize: cfg.LineSize, Rate: cfg.Rate,
 		Started: time.Now()}
+	rep.Server.PID = cfg.ServerPID
 	r.phase.Store("starting")
 	rep.Server.Before = r.sc.scrape(ctx)
 	if err := r.createStreams(ctx); err != nil {
@@ -243,7 +264,7 @@ func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*
 func (r *run) follow(ctx context.Context, i int, sem chan struct{}, deadline time.Time, connected, done *sync.WaitGroup) {
 	defer done.Done()
 	f := &r.fs[i]
-	path := streamPath(r.ps[f.stream].key)
+	path := r.t.subPath(r.ps[f.stream].key)
 	o, err := f.open(ctx, r.t, path, r.id, deadline)
 	<-sem
 	if err != nil {
@@ -261,7 +282,11 @@ func (r *run) follow(ctx context.Context, i int, sem chan struct{}, deadline tim
 }
 
 // createStreams creates every stream, a few at a time, so followers can connect first.
+// Nchan creates a channel at its first message, and its subscribers wait for it.
 func (r *run) createStreams(ctx context.Context) error {
+	if r.t.nchan {
+		return nil
+	}
 	sem := make(chan struct{}, 16)
 	errs := make([]error, len(r.ps))
 	var wg sync.WaitGroup

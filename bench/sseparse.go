@@ -14,8 +14,14 @@ import (
 // the stream ends with "event: end" whose id is the length, and nothing comes after it.
 // The data lines of an event, joined with "\n", are its bytes, so each data line but the
 // first is passed on after a "\n".
+//
+// Following Nchan (nchan is true), the same holds but for two things: an event's id is
+// Nchan's message id ("1767312000:3"), not an offset, so only its presence is checked;
+// and the end of the stream is the comment ":410: 410 Gone" that Nchan sends when the
+// channel is deleted, before it closes the response.
 type sseReader struct {
 	v       *verifier
+	nchan   bool
 	typ     byte // of the current event: 0 text, 'b' base64, 'e' end
 	hasData bool // the current event had a data line
 	id      [20]byte
@@ -54,9 +60,12 @@ func (r *sseReader) line(frag []byte, complete bool, now time.Time) {
 		r.dispatch()
 		return
 	}
-	if line[0] == ':' { // a comment: the keepalive
+	if line[0] == ':' { // a comment: the keepalive, or Nchan's end
 		if !complete {
 			r.cont = 's'
+		}
+		if r.nchan && bytes.HasPrefix(line, []byte(":410")) {
+			r.ended = true
 		}
 		return
 	}
@@ -76,7 +85,7 @@ func (r *sseReader) line(frag []byte, complete bool, now time.Time) {
 			r.cont = 'd'
 		}
 	case "id":
-		if len(value) > len(r.id) {
+		if len(value) > len(r.id) && !r.nchan {
 			r.v.fail(fmt.Sprintf("event id %q is not an offset", value))
 			return
 		}
@@ -163,6 +172,7 @@ func (r *sseReader) dispatch() {
 		switch id, ok := parseDigits(r.id[:max(r.idLen, 0)]); {
 		case r.idLen < 0:
 			r.v.fail(fmt.Sprintf("an event without an id after byte %d", r.v.n))
+		case r.nchan: // Nchan's message ids are not offsets
 		case !ok || id != r.v.n:
 			r.v.fail(fmt.Sprintf("event id %q after %d bytes: the id must be the offset after the event", r.id[:r.idLen], r.v.n))
 		}

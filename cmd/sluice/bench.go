@@ -21,10 +21,12 @@ const benchUsage = `Usage: sluice bench fanout|streams|ingest|churn URL [flags]
 
 Loads the Sluice server at URL (http(s)://host[:port]) and reports what it carries.
 Every follower checks that it got exactly the published bytes, in order, once; the
-exit status is 1 if any did not. Server figures come from URL/metrics. It contacts no
-other host, and stops by itself (--timeout bounds the whole run).
+exit status is 1 if any did not. Server figures come from URL/metrics, or for a server
+on this machine from /proc (--server-pid). It contacts no other host, and stops by
+itself (--timeout bounds the whole run).
 
-  fanout   one stream, --followers N (a list is a sweep: 1000,5000,10000, with --chart)
+  fanout   one stream, --followers N (a list is a sweep: 1000,5000,10000, with --chart);
+           --target nchan loads Nchan instead, for comparison (deploy/nchan-bench.conf)
   streams  --streams K streams with --followers F each, all at once
   ingest   one producer as fast as the server takes it, --followers F that must keep up
   churn    followers connect, read a little and vanish (clean close or reset) for
@@ -35,6 +37,7 @@ Examples:
   sluice bench streams http://127.0.0.1:8080 --streams 1000 --followers 10
   sluice bench ingest http://127.0.0.1:8080 --bytes 1GiB
   sluice bench churn http://127.0.0.1:8080 --duration 10m --json > churn.json
+  sluice bench fanout http://127.0.0.1:8081 --target nchan --server-pid $(cat nginx.pid) --followers 1000
 
 Flags:
 `
@@ -87,6 +90,7 @@ func benchFlags(mode string, stderr io.Writer) (*flag.FlagSet, *benchOptions) {
 		return fs, o
 	}
 	fs.StringVar(&o.followers, "followers", followers, "followers of each stream (fanout: a comma-separated list runs a sweep)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "read the server's RSS, CPU time and open files from /proc for process `PID` and its children (a server on this machine, such as nginx's master) instead of /metrics")
 	fs.StringVar(&o.bytes, "bytes", "", "stop each producer after this `size` (1GiB, 500MB, ...)")
 	fs.Int64Var(&c.Lines, "lines", 0, "stop each producer after this many `lines` (200 if no --lines, --bytes or --duration)")
 	fs.DurationVar(&c.Duration, "duration", 0, "stop each producer after this `time`")
@@ -99,6 +103,7 @@ func benchFlags(mode string, stderr io.Writer) (*flag.FlagSet, *benchOptions) {
 		fs.IntVar(&c.Streams, "streams", 100, "streams, each with its producer and --followers followers")
 	case "fanout":
 		fs.StringVar(&o.chart, "chart", "", "write an SVG `file` of latency and memory against followers")
+		fs.StringVar(&c.Target, "target", "sluice", "the `server` at URL: sluice, or nchan (Nchan in nginx as in deploy/nchan-bench.conf: each line POSTed as a message to /pub/{key}, SSE followers of /sub/{key})")
 		fs.DurationVar(&o.pause, "pause", 5*time.Second, "`pause` between the runs of a sweep")
 	}
 	if mode == "ingest" {
@@ -141,6 +146,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if t := o.cfg.Transport; t != "mix" && !slices.Contains(bench.Transports, t) {
 		return usageError{fmt.Errorf("--transport %q: want sse, raw, websocket or mix", t)}
+	}
+	switch t := o.cfg.Target; {
+	case t != "" && t != "sluice" && t != "nchan":
+		return usageError{fmt.Errorf("--target %q: want sluice or nchan", t)}
+	case t == "nchan" && o.cfg.Transport != "sse":
+		return usageError{fmt.Errorf("--target nchan: --transport %q; Nchan is followed with sse only", o.cfg.Transport)}
 	}
 	sources, err := bench.SourceAddrs(o.sourceAddrs)
 	if err != nil {

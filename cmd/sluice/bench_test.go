@@ -180,6 +180,9 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"fanout", "http://127.0.0.1:1", "--transport", "carrier-pigeon"}, "transport"},
 		{[]string{"fanout", "http://127.0.0.1:1", "--source-addrs", "nowhere"}, "source address"},
 		{[]string{"churn", "http://127.0.0.1:1", "--followers", "3"}, "not defined"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--target", "pushpin"}, `--target "pushpin"`},
+		{[]string{"fanout", "http://127.0.0.1:1", "--target", "nchan", "--transport", "raw"}, "sse only"},
+		{[]string{"ingest", "http://127.0.0.1:1", "--target", "nchan"}, "not defined"},
 	} {
 		_, stderr, err := runBench(t, tc.args...)
 		var u usageError

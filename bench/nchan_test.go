@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nchanModule is where Debian's libnginx-mod-nchan puts the module that
+// deploy/nchan-bench.conf loads.
+const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+// startNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf on
+// a free loopback port (and not pinned to a core), in a temp dir, and returns its base
+// URL and the master's pid. It is killed, workers and all, when the test ends.
+func startNchan(t *testing.T) (url string, pid int) {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx not found: apt-get install nginx libnginx-mod-nchan (.ci/run does)")
+	}
+	if _, err := os.Stat(nchanModule); err != nil {
+		t.Fatal("Nchan not found: apt-get install libnginx-mod-nchan (.ci/run does)")
+	}
+	conf, err := os.ReadFile("../deploy/nchan-bench.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; ; attempt++ { // a free port can be taken before nginx binds it
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		const listen, pin = "listen 127.0.0.1:8081;", "worker_cpu_affinity 0001;"
+		if strings.Count(string(conf), listen) != 1 || strings.Count(string(conf), pin) != 1 {
+			t.Fatalf("deploy/nchan-bench.conf: want one %q and one %q to replace", listen, pin)
+		}
+		c := strings.Replace(string(conf), listen, "listen "+addr+";", 1)
+		c = strings.Replace(c, pin, "", 1)
+		if pid, ok := runNginx(t, bin, c, addr); ok {
+			return "http://" + addr, pid
+		}
+		if attempt == 2 {
+			t.Fatal("nginx did not start")
+		}
+	}
+}
+
+// runNginx starts nginx with config conf and waits until it answers on addr; false if it
+// exited first (the port was taken).
+func runNginx(t *testing.T, bin, conf, addr string) (pid int, ok bool) {
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-g", "daemon off;")
+	// Output to a file, not a pipe, which the workers would hold open; a process group of
+	// its own, so that the workers die with the master.
+	out, err := os.Create(filepath.Join(dir, "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(out.Name())
+			t.Logf("nginx output:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The publisher location answers a GET of a channel that does not exist with 404:
+		// the worker is up and Nchan is loaded.
+		if resp, err := http.Get("http://" + addr + "/pub/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("GET /pub/ready: %s, want 404 from Nchan", resp.Status)
+			}
+			return cmd.Process.Pid, true
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(out.Name())
+			t.Logf("nginx exited at start: %s", b)
+			return 0, false
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx on %s not ready", addr)
+		}
+	}
+}
+
+// TestNchanFanout drives real Nchan (nginx with the shipped deploy/nchan-bench.conf) as
+// `sluice bench fanout --target nchan` does: each line POSTed as one message, 20 SSE
+// followers that each get every line, in order, once, exactly the published bytes, and
+// the end (Nchan's ":410" when the channel is deleted). The server's figures come from
+// /proc for nginx's master and its worker: the worker's subscriber sockets count, so the
+// open files rise by one per follower while they wait.
+func TestNchanFanout(t *testing.T) {
+	url, pid := startNchan(t)
+	cfg := small(url, 0)
+	cfg.Target, cfg.ServerPID, cfg.Lines, cfg.Rate = "nchan", pid, 30, 200
+	reps, err := Fanout(context.Background(), cfg, []int{20}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := reps[0]
+	if rep.Complete != 20 || len(rep.Incomplete) != 0 || !rep.OK() {
+		t.Fatalf("%d of 20 complete; incomplete %+v; producer errors %v", rep.Complete, rep.Incomplete, rep.Producers.Errors)
+	}
+	if rep.Target != "nchan" || rep.Producers.Lines != 30 || rep.Producers.Bytes != 30*128 || rep.Latency.Count != 20*30 {
+		t.Errorf("target %q, %d lines, %d bytes, %d latencies; want nchan, 30, 3840, 600",
+			rep.Target, rep.Producers.Lines, rep.Producers.Bytes, rep.Latency.Count)
+	}
+	s := rep.Server
+	if !s.Before.OK || !s.Idle.OK || !s.After.OK || s.Before.Metrics || s.PID != pid {
+		t.Fatalf("server samples from /proc of %d: %+v", pid, s)
+	}
+	if s.Idle.OpenFDs < s.Before.OpenFDs+20 || s.Before.RSSBytes <= 0 || s.Delivered.CPUSeconds < s.Before.CPUSeconds {
+		t.Errorf("server: open files %v before, %v idle (want 20 more); RSS %v; CPU %v → %v",
+			s.Before.OpenFDs, s.Idle.OpenFDs, s.Before.RSSBytes, s.Before.CPUSeconds, s.Delivered.CPUSeconds)
+	}
+	var out bytes.Buffer
+	rep.WriteTable(&out)
+	for _, want := range []string{"(nchan)", "20 of 20 followers got every byte", "from /proc: process", "open files"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "goroutines") {
+		t.Errorf("the table shows goroutines, which Nchan has not:\n%s", out.String())
+	}
+}
+
+// TestNchanVerificationCatchesFaults proves the checks hold against Nchan too: between
+// the bench and nginx, a proxy drops, duplicates or changes the first write of lines to
+// exactly one follower (f7), and the report names that follower, and only it, incomplete.
+func TestNchanVerificationCatchesFaults(t *testing.T) {
+	upstream, _ := startNchan(t)
+	for _, tc := range []struct{ fault, reason string }{
+		{"drop", "arrived where line|the producer sent"},
+		{"dup", "arrived where line"},
+		{"flip", "checksum"},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := "http://" + ln.Addr().String()
+			proxy(t, &faultListener{Listener: ln, victim: "-f7\r\n", fault: tc.fault}, strings.TrimPrefix(upstream, "http://"))
+			cfg := small(url, 12)
+			cfg.Target, cfg.Rate, cfg.Lines = "nchan", 400, 40 // lines in several writes
+			rep, err := Streams(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK() || rep.Complete != 11 || len(rep.Incomplete) != 1 {
+				t.Fatalf("%d complete, incomplete %+v; want exactly f7 incomplete", rep.Complete, rep.Incomplete)
+			}
+			inc := rep.Incomplete[0]
+			if inc.Name != "f7" || !regexp.MustCompile(tc.reason).MatchString(inc.Reason) {
+				t.Errorf("incomplete %+v, want f7 with %q", inc, tc.reason)
+			}
+			t.Logf("f7: %s", inc.Reason)
+		})
+	}
+}
+
+// proxy forwards every connection ln accepts to upstream, byte for byte, until the test
+// ends. Writes to the client go through ln's connections, one per read from upstream.
+func proxy(t *testing.T, ln net.Listener, upstream string) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if conns == nil {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
+	conns = []net.Conn{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			if !track(c) || !track(u) {
+				c.Close()
+				u.Close()
+				return
+			}
+			wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				// Hide src's WriteTo, so that each read from upstream is one Write to dst.
+				io.CopyBuffer(dst, struct{ io.Reader }{src}, make([]byte, 32<<10))
+				dst.Close() // either side's end ends the exchange
+				src.Close()
+			}
+			go pipe(u, c)
+			go pipe(c, u)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+}
