@@ -3,6 +3,7 @@ package nats
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -95,13 +96,18 @@ func TestArchiveOnceAcrossInstances(t *testing.T) {
 	if n := a.uploads(t) + b.uploads(t); n != 1 {
 		t.Errorf("%v uploads of one closed stream by two instances, want 1", n)
 	}
+	// RemoveLive marks the stream removed, then purges its subject down to the marker.
 	subj := a.s.subject(key, h.Info().Version)
-	si, err := a.s.js1.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := si.State.Subjects[subj]; n != 1 {
-		t.Errorf("subject holds %d messages after removal, want 1 (the close marker)", n)
+	for deadline := time.Now().Add(failAfter); ; time.Sleep(20 * time.Millisecond) {
+		si, err := a.s.js1.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := si.State.Subjects[subj]; n == 1 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("subject holds %d messages after removal, want 1 (the close marker)", n)
+		}
 	}
 	for name, st := range map[string]sluice.Stream{"early handle": early, "new handle": open(t, b.s, key)} {
 		if got := follow(t, st, 0); !bytes.Equal(got, want) {
@@ -120,24 +126,43 @@ func TestArchiveOnceAcrossInstances(t *testing.T) {
 }
 
 // TestArchiveTakeover proves "a crashed uploader's work is picked up by another
-// instance": the instance that closed a stream takes its lease and dies before
-// uploading; once the lease lapses, another instance's scan archives the stream.
+// instance": an instance closes a stream, takes its archive lease, and dies (its NATS
+// connection gone) before uploading; another instance, whose Archiver started before
+// the close and so learns of it only by its periodic scan, leaves the stream alone while
+// the lease holds, then archives it once the lease lapses.
 func TestArchiveTakeover(t *testing.T) {
 	archive, err := file.OpenArchive(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := newStore(t, shared, Options{LeaseTTL: 300 * time.Millisecond, OnClose: func(string) {}})
+	alive := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	const ttl = 500 * time.Millisecond
+	dead := newStore(t, shared, Options{LeaseTTL: ttl, OnClose: func(string) {}})
 	key := newKey(t)
 	create(t, dead, key)
 	h := open(t, dead, key)
 	want := []byte("the closer died before uploading\n")
 	mustAppend(t, h, 0, want)
+	closed := time.Now()
 	if _, err := h.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	alive := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	e, err := alive.s.kv.Get(ctx, leaseKey(key))
+	if err != nil {
+		t.Fatalf("no archive lease after the close: %v", err)
+	}
+	var l lease
+	if err := json.Unmarshal(e.Value(), &l); err != nil || l.Owner != dead.id {
+		t.Fatalf("lease %s (%v), want one held by the closing instance %s", e.Value(), err, dead.id)
+	}
+	dead.nc.Close()
 	waitMeta(t, alive.s, key, func(m meta) bool { return m.Archived != nil })
+	if d := time.Since(closed); d < ttl {
+		t.Errorf("archived %v after the close, while the dead instance's lease of %v held", d, ttl)
+	}
+	if n := alive.uploads(t); n != 1 {
+		t.Errorf("%v uploads by the surviving instance, want 1", n)
+	}
 	rc, err := archive.Open(ctx, key, 0)
 	if err != nil {
 		t.Fatal(err)

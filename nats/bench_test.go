@@ -2,7 +2,9 @@ package nats
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,7 +96,107 @@ func BenchmarkPublishToFollow(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
+// newBenchStore opens a Store for the benchmarks that call Append in a loop, without
+// Linger: in a loop no bytes gather while an Append is held, so holding it would only
+// measure the wait. BenchmarkLineWrites measures Linger, with a producer whose bytes do.
 func newBenchStore(b *testing.B) *Store {
 	b.Helper()
-	return newStoreTB(b, Options{})
+	return newStoreTB(b, Options{Linger: -1})
+}
+
+// BenchmarkLineWrites measures what a producer writing one 80-byte line at a time costs
+// JetStream, with and without Linger: chunks (messages) per line, bytes stored per line
+// (payload and per-chunk overhead, one replica's share), and the latency from a line's
+// write to a follower on another instance reading it (p50 and p99). The lines reach
+// Append as they reach the HTTP server's publish loop: through a kernel buffer (a pipe)
+// read whole, so lines written while an Append is in flight or held join the next one.
+func BenchmarkLineWrites(b *testing.B) {
+	for _, every := range []time.Duration{time.Millisecond, 100 * time.Microsecond} {
+		for _, linger := range []time.Duration{-1, 5 * time.Millisecond} {
+			name := fmt.Sprintf("every=%v/linger=%v", every, max(linger, 0))
+			b.Run(name, func(b *testing.B) { benchLineWrites(b, every, linger) })
+		}
+	}
+}
+
+func benchLineWrites(b *testing.B, every, linger time.Duration) {
+	s, other := newStoreTB(b, Options{Linger: linger}), newStoreTB(b, Options{})
+	key := fmt.Sprintf("bench-lines-%d", time.Now().UnixNano())
+	s.Create(ctx, key)
+	h, err := s.Open(ctx, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Release()
+	f, err := other.Open(ctx, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Release()
+	f.Read(nil, 0) // starts following
+	line := []byte("a line of build output, about eighty bytes long, as a producer writes it...\n")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pr.Close()
+	written := make([]atomic.Int64, b.N) // each line's write time, in Unix nanoseconds
+	appended := make(chan error, 1)
+	go func() { appended <- appendFrom(h, pr, func(sluice.Info) {}) }()
+	lat := make([]time.Duration, 0, b.N)
+	followed := make(chan error, 1)
+	go func() { // a follower on the other instance
+		buf := make([]byte, 64<<10)
+		var off int64
+		for end := int64(b.N * len(line)); off < end; {
+			p, _, changed, err := f.Read(buf, off)
+			if err != nil {
+				followed <- err
+				return
+			}
+			if len(p) == 0 {
+				<-changed
+				continue
+			}
+			now := time.Now().UnixNano()
+			for i := off / int64(len(line)); i < (off+int64(len(p)))/int64(len(line)); i++ {
+				lat = append(lat, time.Duration(now-written[i].Load()))
+			}
+			off += int64(len(p))
+		}
+		followed <- nil
+	}()
+	before, err := s.js1.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		written[i].Store(time.Now().UnixNano())
+		if _, err := pw.Write(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pw.Close()
+	for _, c := range []chan error{appended, followed} {
+		if err := <-c; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	after, err := s.js1.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunks := float64(after.State.Msgs - before.State.Msgs)
+	stored := float64(after.State.Bytes - before.State.Bytes)
+	payload := float64(b.N * len(line))
+	b.ReportMetric(chunks/float64(b.N), "chunks/line")
+	b.ReportMetric(stored/float64(b.N), "stored-B/line")
+	b.ReportMetric((stored-payload)/chunks, "overhead-B/chunk")
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

@@ -12,7 +12,12 @@
 //	        (its first byte's offset); a close is an empty message with Sluice-Close, and
 //	        a purge leaves an empty message with Sluice-Purge (with a TTL) that stale
 //	        handles and followers on other instances see.
-//	bucket  sluice_meta (KV): <token> -> {"key","version"}, written once by Create.
+//	bucket  sluice_meta (KV): <token> -> {"key","version"}, written once by Create, read
+//	        from the bucket's leader (direct gets off), so that a stream created through
+//	        one instance is known at once to every other.
+//	stream  SLUICE_OPEN, subjects sluice.data-open.<token>.<version>: one empty message
+//	        per open stream, removed when it closes or is purged, so that JetStream itself
+//	        enforces Options.MaxOpenStreams across all instances (MaxMsgs, DiscardNew).
 //
 // The length and state of a stream are those of its subject's last message, so, as in
 // the file store, there is no second record that could disagree with the bytes.
@@ -38,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +64,18 @@ type Options struct {
 	Replicas int
 	// MaxStreamSize is the largest length a stream may reach; 0 means no limit.
 	MaxStreamSize int64
-	// ChunkSize is the largest message payload (256 KiB), below the server's max payload.
+	// ChunkSize is the largest message payload (256 KiB), kept below the server's max
+	// payload with room for headers.
 	ChunkSize int
+	// Linger is how long the Append of a small write to a busy stream is held after its
+	// bytes are stored (5ms; negative: never), so that a producer writing a line at a
+	// time makes chunks of the lines written meanwhile rather than a JetStream message
+	// per line. See stream.linger.
+	Linger time.Duration
+	// MaxOpenStreams is how many open (not closed) streams may exist in the cluster; 0
+	// means no limit. Every instance should be given the same value: the last one
+	// started sets it for all.
+	MaxOpenStreams int
 	// TailSize is how many recent bytes of a followed stream are kept in memory (1 MiB).
 	TailSize int
 	// RequestTimeout bounds one request to JetStream (2s). Requests are retried within
@@ -87,6 +103,7 @@ type Store struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	js1  jetstream.Stream
+	open jetstream.Stream // the open streams' markers
 	kv   jetstream.KeyValue
 	opts Options
 	log  *slog.Logger
@@ -123,6 +140,11 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 256 << 10
 	}
+	// Headers count towards the server's limit too: 4 KiB leaves them ample room.
+	opts.ChunkSize = max(1, min(opts.ChunkSize, int(nc.MaxPayload())-4<<10))
+	if opts.Linger == 0 {
+		opts.Linger = 5 * time.Millisecond
+	}
 	if opts.TailSize <= 0 {
 		opts.TailSize = 1 << 20
 	}
@@ -132,12 +154,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 10 * time.Minute
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("nats store: %w", err)
-	}
-	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 10 * time.Minute
 	}
 	s := &Store{
 		nc: nc, js: js, opts: opts, log: opts.Logger, streams: make(map[string]*stream),
@@ -158,18 +180,63 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats store: stream %s: %w", opts.Stream, err)
 	}
+	maxOpen := int64(opts.MaxOpenStreams)
+	if maxOpen <= 0 {
+		maxOpen = -1
+	}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		var err error
-		s.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: opts.Bucket, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+		s.open, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:     opts.Stream + "_OPEN",
+			Subjects: []string{opts.Prefix + "-open.>"},
+			Storage:  jetstream.FileStorage,
+			Replicas: opts.Replicas,
+			MaxMsgs:  maxOpen,
+			Discard:  jetstream.DiscardNew,
 		})
 		return err
 	})
 	if err != nil {
+		return nil, fmt.Errorf("nats store: stream %s_OPEN: %w", opts.Stream, err)
+	}
+	if err := s.retry(ctx, s.openBucket); err != nil {
 		return nil, fmt.Errorf("nats store: bucket %s: %w", opts.Bucket, err)
 	}
 	go s.scanLoop()
 	return s, nil
+}
+
+// openBucket opens the meta bucket, creating it if need be, with direct gets off. A
+// direct get may be answered by any replica, including one that has not yet applied a
+// write acknowledged a moment ago (nats-server issue 6557): a stream just created
+// through one instance would be unknown to another for a while. Without direct gets,
+// reads go to the bucket's leader, which has applied every acknowledged write. The
+// jetstream package always creates buckets with direct gets on (and so did earlier
+// versions of Sluice), so they are turned off here, on an existing bucket too; the
+// client chooses how to read from the configuration it sees when the bucket is opened.
+func (s *Store) openBucket(ctx context.Context) error {
+	name := "KV_" + s.opts.Bucket
+	st, err := s.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: s.opts.Bucket, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return err
+		}
+		st, err = s.js.Stream(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.Replicas != s.opts.Replicas {
+		cfg.AllowDirect, cfg.Replicas = false, s.opts.Replicas
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	s.kv, err = s.js.KeyValue(ctx, s.opts.Bucket)
+	return err
 }
 
 // retry runs f with a short deadline per attempt until it succeeds, fails for good, or
@@ -184,23 +251,36 @@ func (s *Store) retry(ctx context.Context, f func(ctx context.Context) error) er
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if sleep(ctx, wait) != nil {
 			return err
 		}
 		wait = min(wait*2, time.Second)
 	}
 }
 
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errCodeStoreFailed is JetStream's "storing a message failed", a 503 that retrying
+// does not cure: a limit such as MaxMsgs with DiscardNew, or a full disk.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
 // transient reports whether err may go away by itself: a timeout, no responders, or a
 // cluster without a leader for the moment.
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.Code == 500
+		return apiErr.ErrorCode != errCodeStoreFailed &&
+			(apiErr.Code == 503 || apiErr.Code == 408 || apiErr.Code == 500)
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
@@ -235,28 +315,73 @@ func (s *Store) subject(key, version string) string {
 	return s.opts.Prefix + "." + token(key) + "." + version
 }
 
-// Create writes the stream's meta entry with a create-only KV put, so that of several
-// instances creating one key, exactly one reports created.
+// Create makes a stream: its open marker first, which JetStream refuses beyond
+// MaxOpenStreams, then its meta entry, with a create-only KV put so that of several
+// instances creating one key, exactly one reports created. The marker names the new
+// version, which nobody knows before the meta entry exists, so a create that loses the
+// race removes its own marker and nobody else's.
 func (s *Store) Create(ctx context.Context, key string) (bool, error) {
-	b, _ := json.Marshal(meta{Key: key, Version: newVersion()})
+	// Most creates come with a publish to a stream that exists: one read answers them.
+	if _, _, err := s.meta(ctx, key); err == nil {
+		return false, nil
+	} else if !errors.Is(err, sluice.ErrNotFound) {
+		return false, fmt.Errorf("create %w", err)
+	}
+	m := meta{Key: key, Version: newVersion()}
+	if err := s.mark(ctx, key, m.Version); err != nil {
+		return false, fmt.Errorf("create %s: %w", key, err)
+	}
+	b, _ := json.Marshal(m)
 	err := s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.kv.Create(ctx, token(key), b)
 		return err
 	})
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
-	}
 	if err != nil {
 		// A create retried after a lost answer may have succeeded: the entry is ours
 		// if it holds our version.
-		if m, _, gerr := s.meta(ctx, key); gerr == nil {
-			var mine meta
-			json.Unmarshal(b, &mine)
-			return m.Version == mine.Version, nil
+		if cur, _, gerr := s.meta(ctx, key); gerr == nil && cur.Version == m.Version {
+			return true, nil
+		}
+		s.unmark(ctx, key, m.Version)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil
 		}
 		return false, fmt.Errorf("create %s: %w", key, err)
 	}
 	return true, nil
+}
+
+func (s *Store) markSubject(key, version string) string {
+	return s.opts.Prefix + "-open." + token(key) + "." + version
+}
+
+// mark publishes the open marker of a stream's version: ErrTooManyStreams when the
+// cluster holds as many as its limit (MaxMsgs of the markers' stream, DiscardNew).
+func (s *Store) mark(ctx context.Context, key, version string) error {
+	err := s.retry(ctx, func(ctx context.Context) error {
+		_, err := s.js.Publish(ctx, s.markSubject(key, version), nil)
+		return err
+	})
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed &&
+		strings.Contains(apiErr.Description, "maximum messages") {
+		return fmt.Errorf("%w (limit %d)", sluice.ErrTooManyStreams, s.opts.MaxOpenStreams)
+	}
+	return err
+}
+
+// unmark removes the open marker of a stream's version, freeing its place, even if
+// the caller's context has just ended: a place left taken is never given back. A
+// failure is logged.
+func (s *Store) unmark(ctx context.Context, key, version string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	err := s.retry(ctx, func(ctx context.Context) error {
+		return s.open.Purge(ctx, jetstream.WithPurgeSubject(s.markSubject(key, version)))
+	})
+	if err != nil {
+		s.log.Error("nats store: open stream marker left behind", "key", key, "err", err)
+	}
 }
 
 // meta reads the stream's meta entry and its revision.
@@ -286,12 +411,6 @@ func (s *Store) meta(ctx context.Context, key string) (meta, uint64, error) {
 // other instances may have written since.
 func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
 	m, _, err := s.meta(ctx, key)
-	// A KV read may reach a replica that has not applied a create made a moment ago:
-	// look again briefly before calling the stream unknown.
-	for try := 0; errors.Is(err, sluice.ErrNotFound) && try < 5; try++ {
-		time.Sleep(20 * time.Millisecond << try)
-		m, _, err = s.meta(ctx, key)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("open %w", err)
 	}
@@ -338,6 +457,7 @@ func (s *Store) Purge(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("purge %s: %w", key, err)
 	}
+	s.unmark(ctx, key, m.Version)
 	subj := s.subject(key, m.Version)
 	msg := nats.NewMsg(subj)
 	msg.Header.Set(hdrPurge, "1")

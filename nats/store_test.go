@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice"
 )
 
@@ -272,4 +274,88 @@ func TestResumeWithoutScanning(t *testing.T) {
 	if n := r.fetches.Load() - before; n > 60 {
 		t.Errorf("reading 50 chunks in order fetched %d messages, want about 50", n)
 	}
+}
+
+// TestBucketDirectGetsOff proves that a stream created through one instance is known
+// at once to every other ("Open returns a handle on an existing stream, or
+// ErrNotFound"), with no second look: a direct get may be answered by a replica that
+// has not yet applied a create acknowledged a moment ago, so the meta bucket has direct
+// gets off and its reads go to its leader. That holds for the bucket a Store makes, and
+// for one made as the jetstream package makes buckets (and as earlier versions of
+// Sluice did), with direct gets on, which Open turns off.
+func TestBucketDirectGetsOff(t *testing.T) {
+	s := newStore(t, shared, Options{})
+	direct := func(bucket string) bool {
+		t.Helper()
+		st, err := s.js.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.AllowDirect
+	}
+	if direct(s.opts.Bucket) {
+		t.Error("a Store's own bucket has direct gets on")
+	}
+	old := fmt.Sprintf("direct_%d", rand.IntN(1<<30))
+	if _, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: old, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.js.DeleteKeyValue(ctx, old) })
+	if !direct(old) {
+		t.Fatal("the jetstream package made a bucket without direct gets: the test proves nothing")
+	}
+	a, b := newStore(t, shared, Options{Bucket: old}), newStore(t, shared, Options{Bucket: old})
+	if direct(old) {
+		t.Error("an existing bucket still has direct gets on after Open")
+	}
+	for range 20 {
+		key := newKey(t)
+		create(t, a, key)
+		mustAppend(t, open(t, a, key), 0, []byte("through the old bucket"))
+		if got := open(t, b, key).Info().Length; got != 22 {
+			t.Fatalf("another instance sees length %d right after the write, want 22", got)
+		}
+	}
+}
+
+// TestMaxOpenStreams proves that MaxOpenStreams bounds the open streams of the whole
+// cluster, as the file store's does on one machine ("ErrTooManyStreams means the store
+// holds as many open streams as it allows"): across two instances, a create beyond the
+// limit is refused while existing streams take their publishes, and a close or a purge
+// through either instance frees a place.
+func TestMaxOpenStreams(t *testing.T) {
+	// Names of its own: the limit counts every open stream in the JetStream stream.
+	n := rand.IntN(1 << 30)
+	opts := Options{
+		Stream: fmt.Sprintf("LIMIT_%d", n), Prefix: fmt.Sprintf("limit%d.data", n),
+		Bucket: fmt.Sprintf("limit_%d", n), MaxOpenStreams: 2,
+	}
+	a, b := newStore(t, shared, opts), newStore(t, shared, opts)
+	t.Cleanup(func() {
+		a.js.DeleteStream(ctx, opts.Stream)
+		a.js.DeleteStream(ctx, opts.Stream+"_OPEN")
+		a.js.DeleteKeyValue(ctx, opts.Bucket)
+	})
+	create(t, a, "one")
+	create(t, b, "two")
+	for _, s := range []*Store{a, b} {
+		if created, err := s.Create(ctx, "three"); !errors.Is(err, sluice.ErrTooManyStreams) {
+			t.Fatalf("third Create = %v, %v; want ErrTooManyStreams", created, err)
+		}
+		if created, err := s.Create(ctx, "one"); created || err != nil {
+			t.Fatalf("Create of an existing stream at the limit = %v, %v; want false, nil", created, err)
+		}
+	}
+	mustAppend(t, open(t, b, "one"), 0, []byte("an open stream at the limit takes bytes"))
+	if _, err := open(t, b, "one").Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "three")
+	if _, err := b.Create(ctx, "four"); !errors.Is(err, sluice.ErrTooManyStreams) {
+		t.Fatalf("Create at the limit again = %v, want ErrTooManyStreams", err)
+	}
+	if err := a.Purge(ctx, "two"); err != nil {
+		t.Fatal(err)
+	}
+	create(t, b, "four")
 }

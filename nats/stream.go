@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,7 +50,8 @@ type stream struct {
 	subj         string
 	refs         int // guarded by store.mu
 
-	wmu sync.Mutex // serialises this process's writers, so they rarely race each other
+	wmu     sync.Mutex // serialises this process's writers, so they rarely race each other
+	lastPut time.Time  // when this process last published a chunk of the stream; wmu
 
 	mu      sync.Mutex // guards snapshot changes and readers
 	readers int
@@ -195,6 +197,7 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 	refreshed := false
+	small := len(p) < lingerBelow
 	for {
 		sn := st.snap.Load()
 		info := sn.info
@@ -228,6 +231,7 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 			return info, fmt.Errorf("append to %s: %w (limit %d bytes)", st.key, sluice.ErrTooLarge, lim)
 		}
 		n := min(len(p), st.store.opts.ChunkSize)
+		start := time.Now()
 		c, err := st.put(ctx, sn.lastSeq, off, p[:n], false)
 		if wrongLastSeq(err) {
 			refreshed = true
@@ -240,10 +244,36 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 			return info, fmt.Errorf("append to %s: %w", st.key, err)
 		}
 		st.apply(c)
+		prev := st.lastPut
+		st.lastPut = start
 		p, off = p[n:], off+int64(n)
 		if len(p) == 0 {
+			if small {
+				st.linger(ctx, prev, start)
+			}
 			return st.snap.Load().info, nil
 		}
+	}
+}
+
+// lingerBelow is the size of a write from which Append never lingers: a chunk this
+// large carries its overhead (about 200 bytes a message: the subject, the offset and
+// concurrency headers, JetStream's record) at under a tenth, and a producer writing this
+// much at a time needs no wait to fill its chunks.
+const lingerBelow = 2 << 10
+
+// linger holds the Append of a small write to a busy stream until Linger after its
+// chunk went out (at start). Append returns only once its bytes are stored, so the
+// producer's next bytes cannot join that chunk; meanwhile they gather in the producer's
+// connection, and the next Append takes them whole. So a producer writing a line at a
+// time makes a chunk per Linger rather than one per line, its followers get each chunk
+// as soon as it is stored, and nothing is acknowledged before it is. A stream is busy
+// when its previous chunk went out (at prev) less than twice Linger before, since a held
+// write's successor comes just after Linger; a write to an idle stream returns at once.
+// A context that ends cuts the wait short: the bytes are stored already.
+func (st *stream) linger(ctx context.Context, prev, start time.Time) {
+	if l := st.store.opts.Linger; start.Sub(prev) < 2*l {
+		sleep(ctx, l-time.Since(start))
 	}
 }
 
@@ -279,6 +309,9 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 		case sn.purged:
 			return sn.info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
 		case sn.info.Closed:
+			// Closed already, and its open marker removed then, unless the closer
+			// died first: removing it again costs a request and repairs that.
+			st.store.unmark(ctx, st.key, st.version)
 			return sn.info, nil
 		}
 		c, err := st.put(ctx, sn.lastSeq, sn.info.Length, nil, true)
@@ -292,6 +325,7 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 			return sn.info, fmt.Errorf("close %s: %w", st.key, err)
 		}
 		st.apply(c)
+		st.store.unmark(ctx, st.key, st.version)
 		if st.store.opts.OnClose != nil && st.store.lease(ctx, st.key) {
 			st.store.opts.OnClose(st.key)
 		}

@@ -14,6 +14,18 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 )
 
+// startNATS starts a three-node JetStream cluster in the test's process, shut down at
+// test end.
+func startNATS(t *testing.T) *natstest.Cluster {
+	t.Helper()
+	c, err := natstest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
+
 // readRaw collects a raw follower's bytes until its response ends.
 func readRaw(f *follower, r io.Reader) error {
 	buf := make([]byte, 32<<10)
@@ -37,11 +49,7 @@ func readRaw(f *follower, r io.Reader) error {
 // the same bytes through different instances: every follower ends with a byte-identical
 // copy, nothing lost or doubled.
 func TestClusterServe(t *testing.T) {
-	nc, err := natstest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Shutdown)
+	nc := startNATS(t)
 	// One archive directory shared by all instances, as an S3 bucket would be.
 	arDir := t.TempDir()
 	var inst []*proc
@@ -145,4 +153,42 @@ func TestClusterServe(t *testing.T) {
 	if r := do(t, c, http.MethodHead, inst[2].url+raced, nil); r.status != http.StatusNotFound {
 		t.Fatalf("HEAD after purge on another instance: %d, want 404", r.status)
 	}
+}
+
+// TestClusterMaxOpenStreams proves that --max-open-streams holds with --nats, for the
+// cluster as a whole, as it does for one machine's store: with a limit of 2 on two
+// instances, a third stream is refused through either (503 with Retry-After, as
+// PROTOCOL.md answers a server at its limit), publishes to existing streams go on, and
+// a close through one instance frees a place for a create through the other.
+func TestClusterMaxOpenStreams(t *testing.T) {
+	nc := startNATS(t)
+	var inst []*proc
+	for range 2 {
+		inst = append(inst, startSluice(t, freeAddr(t), t.TempDir(), "--nats", nc.URLs(), "--max-open-streams", "2"))
+	}
+	c := newClient(t)
+	refused := func(url string) {
+		t.Helper()
+		r := do(t, c, http.MethodPut, url, nil)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("PUT %s beyond the limit: %d, Retry-After %q; want 503 with Retry-After", url, r.status, r.header.Get("Retry-After"))
+		}
+	}
+	for i, p := range inst {
+		if r := do(t, c, http.MethodPut, p.url+"/streams/limit/"+strconv.Itoa(i), nil); r.status != http.StatusCreated {
+			t.Fatalf("PUT stream %d: %d %q", i, r.status, r.body)
+		}
+	}
+	refused(inst[0].url + "/streams/limit/third")
+	refused(inst[1].url + "/streams/limit/third")
+	if r := do(t, c, http.MethodPost, inst[1].url+"/streams/limit/0", []byte("still open"), "Stream-Close", "false"); r.status != http.StatusOK || r.length(t) != 10 {
+		t.Fatalf("publish to an existing stream at the limit: %d %q", r.status, r.body)
+	}
+	if r := do(t, c, http.MethodDelete, inst[1].url+"/streams/limit/0", nil); r.status != http.StatusOK || !r.closed() {
+		t.Fatalf("close: %d %v", r.status, r.header)
+	}
+	if r := do(t, c, http.MethodPut, inst[0].url+"/streams/limit/third", nil); r.status != http.StatusCreated {
+		t.Fatalf("PUT after a close freed a place: %d %q", r.status, r.body)
+	}
+	refused(inst[1].url + "/streams/limit/fourth")
 }

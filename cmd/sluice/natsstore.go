@@ -5,14 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice"
-	sluicehttp "github.com/sluicehq/sluice/http"
 	sluicenats "github.com/sluicehq/sluice/nats"
 )
 
@@ -22,6 +19,7 @@ type natsConfig struct {
 	urls, creds, name      string
 	tlsCA, tlsCert, tlsKey string
 	replicas               int
+	linger                 time.Duration
 }
 
 func natsFlags(fs *flag.FlagSet, c *natsConfig) {
@@ -31,6 +29,7 @@ func natsFlags(fs *flag.FlagSet, c *natsConfig) {
 	fs.StringVar(&c.tlsCert, "nats-tls-cert", "", "client certificate `file` for NATS (with --nats-tls-key)")
 	fs.StringVar(&c.tlsKey, "nats-tls-key", "", "client key `file` for NATS")
 	fs.IntVar(&c.replicas, "nats-replicas", 0, "JetStream replicas of the streams (`count`); 0 means 3 when the cluster has at least three servers, else 1")
+	fs.DurationVar(&c.linger, "nats-linger", 5*time.Millisecond, "`time` a small write to a busy stream is held after it is stored, while the producer's next lines gather, so that a producer writing a line at a time makes fewer, larger JetStream messages; 0 for none")
 	fs.StringVar(&c.name, "nats-name", "sluice", "connection `name` shown in NATS monitoring")
 }
 
@@ -60,7 +59,10 @@ func (c *natsConfig) open(ctx context.Context, opts sluicenats.Options, log *slo
 	if err != nil {
 		return nil, nil, fmt.Errorf("nats %s: %w", c.urls, err)
 	}
-	opts.Replicas, opts.Logger = c.replicas, log
+	opts.Replicas, opts.Linger, opts.Logger = c.replicas, c.linger, log
+	if c.linger <= 0 {
+		opts.Linger = -1 // the store's zero value is its default
+	}
 	octx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	s, err := sluicenats.Open(octx, nc, opts)
@@ -84,49 +86,17 @@ func serveCluster(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			return err
 		}
 	}
-	var archiver *sluice.Archiver
-	opts := sluicenats.Options{MaxStreamSize: c.maxStreamSize, TailSize: c.tailSize}
+	hook := &archiveHook{}
+	opts := sluicenats.Options{
+		MaxStreamSize: c.maxStreamSize, MaxOpenStreams: c.maxOpenStreams, TailSize: c.tailSize,
+	}
 	if archive != nil {
-		opts.Archive, opts.ArchiveScan = archive, time.Minute
-		opts.OnClose = func(key string) {
-			if archiver != nil {
-				archiver.Enqueue(key)
-			}
-		}
+		opts.Archive, opts.ArchiveScan, opts.OnClose = archive, time.Minute, hook.enqueue
 	}
 	store, closeNATS, err := c.nats.open(ctx, opts, log)
 	if err != nil {
 		return err
 	}
 	defer closeNATS()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	if archive != nil {
-		archiver = sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
-			Retention: c.archive.retention, Logger: log, Registerer: reg,
-		})
-		stop := runArchiver(archiver, log)
-		defer stop() // before the store closes
-	}
-	c.http.Logger, c.http.Registry = log, reg
-	if c.corsOrigins != "*" {
-		c.http.CORSOrigins = strings.Split(c.corsOrigins, ",")
-	}
-	srv := sluicehttp.NewServer(store, c.http)
-	ln, err := sluicehttp.Listen(ctx, c.addr)
-	if err != nil {
-		return err
-	}
-	if c.debugAddr != "" {
-		stopDebug, err := serveDebug(c.debugAddr, reg, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer stopDebug()
-	}
-	log.Info("serving", "addr", ln.Addr().String(), "nats", c.nats.urls, "archive", archive != nil, "version", version)
-	err = srv.Serve(ctx, ln)
-	log.Info("stopped")
-	return err
+	return serveStore(ctx, c, store, archive, hook, log, "nats", c.nats.urls, "archive", archive != nil)
 }

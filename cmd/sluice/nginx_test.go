@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/internal/natstest"
 )
 
 // startNginx runs nginx with the shipped deploy/nginx.conf, its upstream servers and
@@ -161,11 +159,7 @@ func resumingFollower(t *testing.T, c *http.Client, url, resumeURL string) (got 
 // attached to every instance and through the balancer resume through the balancer after
 // losing theirs, and all end with byte-identical copies: nothing lost or doubled.
 func TestClusterBehindNginx(t *testing.T) {
-	nc, err := natstest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Shutdown)
+	nc := startNATS(t)
 	var inst []*proc
 	var ups []string
 	for range 3 {

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,7 +104,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var archiver *sluice.Archiver
+	hook := &archiveHook{}
 	store, err := file.Open(c.dataDir, file.Options{
 		SyncInterval:   c.fsyncInterval,
 		MaxStreamSize:  c.maxStreamSize,
@@ -111,25 +112,41 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TailSize:       c.tailSize,
 		Logger:         log,
 		Archive:        archive,
-		OnClose: func(key string) {
-			if archiver != nil {
-				archiver.Enqueue(key)
-			}
-		},
+		OnClose:        hook.enqueue,
 	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	return serveStore(ctx, c, store, archive, hook, log, "data_dir", c.dataDir)
+}
 
+// archiveHook is a store's OnClose, made before the store, that reaches the Archiver
+// made after it (an Archiver needs its store); closes before then are left to the
+// Archiver's first scan.
+type archiveHook struct {
+	a atomic.Pointer[sluice.Archiver]
+}
+
+func (h *archiveHook) enqueue(key string) {
+	if a := h.a.Load(); a != nil {
+		a.Enqueue(key)
+	}
+}
+
+// serveStore serves store over HTTP until ctx ends, with what the local and the cluster
+// mode share: metrics, the Archiver (when there is an archive; hook gives it the
+// store's closes), CORS, the listeners. attrs describe the store in the log.
+func serveStore(ctx context.Context, c *serveConfig, store sluice.ArchivableStore, archive sluice.Archive, hook *archiveHook, log *slog.Logger, attrs ...any) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	if archive != nil {
-		archiver = sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
+		archiver := sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
 			Retention: c.archive.retention, Logger: log, Registerer: reg,
 		})
+		hook.a.Store(archiver)
 		stop := runArchiver(archiver, log)
-		defer stop() // before store.Close
+		defer stop() // before the store closes
 	}
 	c.http.Logger, c.http.Registry = log, reg
 	if c.corsOrigins != "*" {
@@ -148,7 +165,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer stopDebug()
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "data_dir", c.dataDir, "version", version)
+	log.Info("serving", append(append([]any{"addr", ln.Addr().String()}, attrs...), "version", version)...)
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")
 	return err
