@@ -18,8 +18,8 @@ import (
 )
 
 // bodyPool holds publish buffers, larger than a follower's so that a fast producer costs
-// fewer reads and writes. A publish takes one only while bytes arrive faster than it reads
-// them (copyBody), so that a slow or idle producer does not pin 256 KiB.
+// fewer reads and writes. A publish takes one only for a read of bytes already waiting
+// (readBody), so that a slow or idle producer does not pin 256 KiB.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // smallBody is the size of the buffer a publish reads into while its producer is slow.
@@ -185,16 +185,7 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 	cutShort := func() { ctl.SetReadDeadline(time.Now()) }
 	stop := context.AfterFunc(s.drain, cutShort)
 	defer stop()
-	// A read that fills its buffer means more bytes are waiting: the next reads go into a
-	// large pooled buffer. One that does not means the producer has paused: the large
-	// buffer goes back before the next read, which may wait long.
 	small := make([]byte, smallBody)
-	var big *[]byte
-	defer func() {
-		if big != nil {
-			bodyPool.Put(big)
-		}
-	}()
 	info := st.Info()
 	for {
 		// A deadline set just as the drain began must not undo the drain's.
@@ -202,26 +193,18 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 		if s.drain.Err() != nil {
 			cutShort()
 		}
-		buf := small
-		if big != nil {
-			buf = *big
-		}
-		n, rerr := r.Body.Read(buf)
-		if n > 0 {
+		b, big, rerr := readBody(r.Body, small)
+		if len(b) > 0 {
 			var err error
-			if info, err = st.Append(r.Context(), off, buf[:n]); err != nil {
+			info, err = st.Append(r.Context(), off, b)
+			if err != nil {
+				putBody(big)
 				return info, err
 			}
-			off += int64(n)
-			s.metrics.bytesIn.Add(float64(n))
+			off += int64(len(b))
+			s.metrics.bytesIn.Add(float64(len(b)))
 		}
-		switch {
-		case n == len(buf) && big == nil:
-			big = bodyPool.Get().(*[]byte)
-		case n < len(buf) && big != nil:
-			bodyPool.Put(big)
-			big = nil
-		}
+		putBody(big)
 		switch {
 		case rerr == io.EOF:
 			return info, nil
@@ -232,5 +215,28 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 		case rerr != nil:
 			return info, fmt.Errorf("%w: publish body: %v", errBadRequest, rerr)
 		}
+	}
+}
+
+// readBody reads what the producer has sent. It reads into small, which is all that a
+// producer holds while it pauses; when that fills, more bytes are waiting, and it reads
+// them on at once into a large pooled buffer (big, for putBody), so that a fast producer
+// costs one Append per read of up to 256 KiB. (Only a producer that pauses right after
+// exactly 4 KiB, at the end of a chunk, waits with the large buffer.)
+func readBody(body io.Reader, small []byte) (b []byte, big *[]byte, err error) {
+	n, err := body.Read(small)
+	if n < len(small) || err != nil {
+		return small[:n], nil, err
+	}
+	big = bodyPool.Get().(*[]byte)
+	copy(*big, small)
+	m, err := body.Read((*big)[n:])
+	return (*big)[:n+m], big, err
+}
+
+// putBody gives back a buffer from readBody.
+func putBody(big *[]byte) {
+	if big != nil {
+		bodyPool.Put(big)
 	}
 }
