@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/tail"
 )
 
 // The store's side of archiving (sluice.ArchivableStore). An archived stream has an
@@ -132,11 +133,8 @@ func (s *Store) loadArchived(key, dir, version string) (*stream, error) {
 		return nil, fmt.Errorf("open %s: the stream is archived, and the store has no archive", key)
 	}
 	st := &stream{store: s, key: key, dir: dir}
-	st.snap.Store(&snapshot{
-		info:    sluice.Info{Length: rec.Size, Closed: true, Version: version},
-		tailOff: rec.Size,
-		changed: make(chan struct{}),
-	})
+	sn := tail.New(sluice.Info{Length: rec.Size, Closed: true, Version: version})
+	st.snap.Store(&sn)
 	return st, nil
 }
 

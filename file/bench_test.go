@@ -86,8 +86,8 @@ func BenchmarkRead(b *testing.B) {
 		from, to int64
 		view     bool
 	}{
-		{"tail", sn.tailOff, size, true},
-		{"disk", 0, sn.tailOff, false},
+		{"tail", sn.Tail.Start(), size, true},
+		{"disk", 0, sn.Tail.Start(), false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/tail"
 )
 
 // Options tune a Store. The zero value is valid: fsync on every append, no limits, and
@@ -250,11 +251,8 @@ func (s *Store) load(key string) (*stream, error) {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
 	st := &stream{store: s, key: key, dir: dir, f: f}
-	st.snap.Store(&snapshot{
-		info:    sluice.Info{Length: fi.Size(), Closed: closed, Version: m.Version},
-		tailOff: fi.Size(),
-		changed: make(chan struct{}),
-	})
+	sn := tail.New(sluice.Info{Length: fi.Size(), Closed: closed, Version: m.Version})
+	st.snap.Store(&sn)
 	return st, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/storetest"
+	"github.com/sluicehq/sluice/internal/tail"
 )
 
 // failAfter bounds every wait in these tests; nothing waits this long unless a bug hangs it.
@@ -39,36 +41,12 @@ func openStore(t testing.TB, dir string, opts Options) *Store {
 	return s
 }
 
-// create makes key and fails the test unless it is new.
-func create(t testing.TB, s *Store, key string) {
-	t.Helper()
-	created, err := s.Create(ctx, key)
-	if err != nil || !created {
-		t.Fatalf("Create(%q) = %v, %v; want true, nil", key, created, err)
-	}
-}
-
-// open returns a handle on key that is released when the test ends (Release is
-// idempotent, so a test may release it earlier).
-func open(t testing.TB, s *Store, key string) sluice.Stream {
-	t.Helper()
-	h, err := s.Open(ctx, key)
-	if err != nil {
-		t.Fatalf("Open(%q): %v", key, err)
-	}
-	t.Cleanup(h.Release)
-	return h
-}
-
-// mustAppend appends p at off and fails the test on any error.
-func mustAppend(t testing.TB, h sluice.Stream, off int64, p []byte) sluice.Info {
-	t.Helper()
-	info, err := h.Append(ctx, off, p)
-	if err != nil {
-		t.Fatalf("Append(%d, %d bytes): %v", off, len(p), err)
-	}
-	return info
-}
+// Helpers shared with the other stores' tests.
+var (
+	create     = storetest.Create     // makes a key, failing the test unless it is new
+	open       = storetest.MustOpen   // a handle, released when the test ends
+	mustAppend = storetest.MustAppend // fails the test on any error
+)
 
 // readAll reads h from off to its current length with a buffer of bufSize bytes.
 func readAll(t testing.TB, h sluice.Stream, off int64, bufSize int) []byte {
@@ -669,7 +647,7 @@ func TestReadTailAndDisk(t *testing.T) {
 		}
 		// A follower at the length gets the new bytes from the tail: a view, not a copy,
 		// that ends at most at the end of the block the read starts in.
-		end := min(off+int64(n), (off/blockSize+1)*blockSize)
+		end := min(off+int64(n), (off/tail.BlockSize+1)*tail.BlockSize)
 		if !bytes.Equal(b, want[off:end]) || !inTail(r, off, b) {
 			t.Fatalf("Read(%d) after appending %d bytes: %d bytes (in the tail: %v); want a view of want[%d:%d] in the tail",
 				off, n, len(b), inTail(r, off, b), off, end)
@@ -679,9 +657,10 @@ func TestReadTailAndDisk(t *testing.T) {
 	}
 
 	sn := r.(*handle).st.snap.Load()
-	if sn.tailOff <= pre || sn.info.Length-sn.tailOff > tailSize+blockSize || len(sn.blocks) == 0 {
+	tailOff := sn.Tail.Start()
+	if tailOff <= pre || sn.Info.Length-tailOff > tailSize+tail.BlockSize || sn.Tail.Blocks() == 0 {
 		t.Fatalf("tail holds [%d, %d) in %d blocks; want at most %d bytes, starting after the %d bytes written before the reader",
-			sn.tailOff, sn.info.Length, len(sn.blocks), tailSize+blockSize, pre)
+			tailOff, sn.Info.Length, sn.Tail.Blocks(), tailSize+tail.BlockSize, pre)
 	}
 
 	// Every view handed out stays valid and unchanged, including those of dropped blocks.
@@ -692,8 +671,8 @@ func TestReadTailAndDisk(t *testing.T) {
 	}
 
 	length := int64(len(want))
-	offsets := []int64{0, 1, pre - 1, pre, pre + 1, sn.tailOff - 1, sn.tailOff, sn.tailOff + 1, sn.base, length - 1, length}
-	for o := int64(blockSize); o < length; o += blockSize {
+	offsets := []int64{0, 1, pre - 1, pre, pre + 1, tailOff - 1, tailOff, tailOff + 1, tailOff - tailOff%tail.BlockSize, length - 1, length}
+	for o := int64(tail.BlockSize); o < length; o += tail.BlockSize {
 		offsets = append(offsets, o-1, o, o+1)
 	}
 	for o := int64(0); o < length; o += 4099 {
@@ -706,22 +685,22 @@ func TestReadTailAndDisk(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Read(%d): %v", o, err)
 		}
-		if o >= sn.tailOff {
-			end := min(length, sn.base+((o-sn.base)/blockSize+1)*blockSize)
+		if o >= tailOff {
+			end := min(length, (o/tail.BlockSize+1)*tail.BlockSize)
 			if o == length {
 				end = length
 			}
 			if int64(len(b)) != end-o || (len(b) > 0 && !inTail(r, o, b)) {
 				t.Fatalf("Read(%d) in the tail: %d bytes; want a view of %d", o, len(b), end-o)
 			}
-		} else if int64(len(b)) != min(int64(len(buf)), sn.tailOff-o) || &b[0] != &buf[0] {
-			t.Fatalf("Read(%d) from disk: %d bytes; want the buffer filled up to the tail at %d", o, len(b), sn.tailOff)
+		} else if int64(len(b)) != min(int64(len(buf)), tailOff-o) || &b[0] != &buf[0] {
+			t.Fatalf("Read(%d) from disk: %d bytes; want the buffer filled up to the tail at %d", o, len(b), tailOff)
 		}
 		if !bytes.Equal(b, want[o:o+int64(len(b))]) {
 			t.Fatalf("Read(%d): %d bytes differ from those written", o, len(b))
 		}
 		// And from there to the end, across any mix of disk and tail.
-		if o%3 == 0 || o == pre || o == sn.tailOff-1 {
+		if o%3 == 0 || o == pre || o == tailOff-1 {
 			if got := readAll(t, r, o, len(buf)); !bytes.Equal(got, want[o:]) {
 				t.Fatalf("reading from %d: %d bytes, want %d, differ", o, len(got), len(want)-int(o))
 			}
@@ -736,8 +715,8 @@ func TestReadTailAndDisk(t *testing.T) {
 
 	// With the last reader gone the tail is dropped, and reads still get every byte.
 	r.Release()
-	if sn := w.(*handle).st.snap.Load(); len(sn.blocks) != 0 {
-		t.Fatalf("tail keeps %d blocks with no reader", len(sn.blocks))
+	if sn := w.(*handle).st.snap.Load(); sn.Tail.Blocks() != 0 {
+		t.Fatalf("tail keeps %d blocks with no reader", sn.Tail.Blocks())
 	}
 	if got := contents(t, s, "t"); !bytes.Equal(got, want) {
 		t.Fatal("stream bytes differ from those written after the reader left")
@@ -747,12 +726,8 @@ func TestReadTailAndDisk(t *testing.T) {
 // inTail reports whether b, read from h at off, is a view of the stream's in-memory tail
 // rather than a copy.
 func inTail(h sluice.Stream, off int64, b []byte) bool {
-	sn := h.(*handle).st.snap.Load()
-	if len(b) == 0 || off < sn.base {
-		return false
-	}
-	i, j := (off-sn.base)/blockSize, (off-sn.base)%blockSize
-	return i < int64(len(sn.blocks)) && &b[0] == &sn.blocks[i][j]
+	v, ok := h.(*handle).st.snap.Load().Read(off)
+	return ok && len(b) > 0 && len(v) > 0 && &b[0] == &v[0]
 }
 
 // TestConcurrentProducersAndFollowers proves the resend rule under concurrency: a producer
@@ -1055,7 +1030,7 @@ func TestHandleConcurrentUse(t *testing.T) {
 	h.Release()
 	st := other.(*handle).st
 	st.mu.Lock()
-	readers, blocks := st.readers, len(st.snap.Load().blocks)
+	readers, blocks := st.readers, st.snap.Load().Tail.Blocks()
 	st.mu.Unlock()
 	if readers != 0 || blocks != 0 {
 		t.Fatalf("after the only reading handle was released: %d readers, %d tail blocks; want 0, 0", readers, blocks)

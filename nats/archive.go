@@ -264,7 +264,7 @@ func (h *handle) readArchive(ctx context.Context, sn *snapshot, p []byte, off in
 	if len(p) == 0 {
 		p = make([]byte, 32<<10)
 	}
-	p = p[:min(int64(len(p)), sn.info.Length-off)]
+	p = p[:min(int64(len(p)), sn.Info.Length-off)]
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ar == nil {

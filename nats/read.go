@@ -1,7 +1,6 @@
 package nats
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/tail"
 )
 
 // readTimeout bounds one Read that has to fetch from JetStream (Read takes no context).
@@ -29,7 +29,7 @@ type handle struct {
 	ar  *archiveReader // reads a removed stream from the archive; made by the first read
 }
 
-func (h *handle) Info() sluice.Info { return h.st.snap.Load().info }
+func (h *handle) Info() sluice.Info { return h.st.snap.Load().Info }
 
 func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
 	return h.st.append(ctx, h, off, p)
@@ -45,27 +45,21 @@ func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}
 		h.st.startReading()
 	}
 	sn := h.st.snap.Load()
-	if sn.purged {
-		return nil, sn.info, sn.changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
+	if sn.Purged {
+		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
 	}
 	b, err := h.read(sn, p, off)
 	if err != nil {
-		return nil, sn.info, sn.changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
+		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
 	}
-	return b, sn.info, sn.changed, nil
+	return b, sn.Info, sn.Changed, nil
 }
 
 // read returns bytes of sn from off on: a view of the tail, or of a fetched chunk (both
 // immutable), at most len(p) bytes when p is not empty.
 func (h *handle) read(sn *snapshot, p []byte, off int64) ([]byte, error) {
-	n := sn.info.Length - off
-	if n <= 0 {
-		return nil, nil
-	}
-	if off >= sn.tailOff && len(sn.blocks) > 0 {
-		i, j := (off-sn.base)/blockSize, (off-sn.base)%blockSize
-		n = min(n, blockSize-j)
-		return sn.blocks[i][j : j+n : j+n], nil
+	if b, ok := sn.Read(off); ok {
+		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
@@ -79,7 +73,7 @@ func (h *handle) read(sn *snapshot, p []byte, off int64) ([]byte, error) {
 		}
 		return nil, err
 	}
-	b := c.data[off-c.off : min(c.end(), sn.info.Length)-c.off]
+	b := c.data[off-c.off : min(c.end(), sn.Info.Length)-c.off]
 	if len(p) > 0 && len(b) > len(p) {
 		b = b[:len(p)]
 	}
@@ -158,24 +152,10 @@ func (st *stream) search(ctx context.Context, off int64, last uint64) (*chunk, e
 	return nil, fmt.Errorf("no message holds offset %d", off)
 }
 
-// verify checks that p matches the stored bytes at off, so a producer resending
-// different bytes for the same offsets gets ErrMismatch instead of a silent fork.
+// verify checks resent bytes against those stored at off, read as views of the tail
+// or of fetched chunks.
 func (h *handle) verify(sn *snapshot, off int64, p []byte) error {
-	for len(p) > 0 {
-		b, err := h.read(sn, nil, off)
-		if err != nil {
-			return fmt.Errorf("verify %s at %d: %w", h.st.key, off, err)
-		}
-		if len(b) == 0 {
-			return fmt.Errorf("verify %s at %d: no bytes", h.st.key, off)
-		}
-		n := min(len(b), len(p))
-		if !bytes.Equal(b[:n], p[:n]) {
-			return fmt.Errorf("append to %s at %d: %w", h.st.key, off, sluice.ErrMismatch)
-		}
-		p, off = p[n:], off+int64(n)
-	}
-	return nil
+	return tail.Verify(h.st.key, off, p, func(off int64) ([]byte, error) { return h.read(sn, nil, off) })
 }
 
 func (h *handle) Release() {
@@ -205,8 +185,8 @@ func (st *stream) stopReading() {
 	st.mu.Lock()
 	if st.readers--; st.readers == 0 {
 		next := *st.snap.Load()
-		next.resetTail()
-		st.publish(&next)
+		next.Tail.Reset(next.Info.Length)
+		tail.Publish(&st.snap, &next)
 	}
 	st.mu.Unlock()
 	st.syncSub()
@@ -220,7 +200,7 @@ func (st *stream) syncSub() {
 	st.subMu.Lock()
 	defer st.subMu.Unlock()
 	st.mu.Lock()
-	want := st.readers > 0 && !st.snap.Load().purged
+	want := st.readers > 0 && !st.snap.Load().Purged
 	start := st.snap.Load().lastSeq + 1
 	st.mu.Unlock()
 	if !want {

@@ -429,7 +429,7 @@ func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
 		s.release(st)
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
-	if st.snap.Load().purged {
+	if st.snap.Load().Purged {
 		s.release(st)
 		return nil, fmt.Errorf("open %s: %w", key, sluice.ErrNotFound)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/storetest"
 )
 
 // failAfter bounds every wait; nothing waits this long unless a bug hangs it.
@@ -29,32 +30,12 @@ func newKey(t *testing.T) string {
 	return fmt.Sprintf("%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "-"), keySeq, rand.IntN(1<<30))
 }
 
-func create(t *testing.T, s *Store, key string) {
-	t.Helper()
-	created, err := s.Create(ctx, key)
-	if err != nil || !created {
-		t.Fatalf("Create(%q) = %v, %v; want true, nil", key, created, err)
-	}
-}
-
-func open(t *testing.T, s *Store, key string) sluice.Stream {
-	t.Helper()
-	h, err := s.Open(ctx, key)
-	if err != nil {
-		t.Fatalf("Open(%q): %v", key, err)
-	}
-	t.Cleanup(h.Release)
-	return h
-}
-
-func mustAppend(t *testing.T, h sluice.Stream, off int64, p []byte) sluice.Info {
-	t.Helper()
-	info, err := h.Append(ctx, off, p)
-	if err != nil {
-		t.Fatalf("Append(%d, %d bytes): %v", off, len(p), err)
-	}
-	return info
-}
+// Helpers shared with the other stores' tests.
+var (
+	create     = storetest.Create     // makes a key, failing the test unless it is new
+	open       = storetest.MustOpen   // a handle, released when the test ends
+	mustAppend = storetest.MustAppend // fails the test on any error
+)
 
 // follow reads h from off as a follower does, waiting on the changed channel, until the
 // stream is closed and read to its end; it returns the bytes.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/tail"
 )
 
 // Message headers of a stream's chunks.
@@ -23,24 +24,11 @@ const (
 	hdrPurge  = "Sluice-Purge"
 )
 
-// blockSize is the unit of a followed stream's in-memory tail. Blocks are never reused,
-// so a follower may hold a view of one for as long as it likes.
-const blockSize = 32 << 10
-
-type block [blockSize]byte
-
-// snapshot is a stream's state as this process knows it, replaced whole on every change
-// (the old one's changed channel is closed), as in the file store: followers read
-// without locks and wait without missing a change.
+// snapshot is a stream's state as this process knows it (see package tail), with the
+// sequence of the subject's last message, which must change together with the length.
 type snapshot struct {
-	info    sluice.Info
-	purged  bool
+	tail.Snapshot
 	lastSeq uint64 // stream sequence of the subject's last message known; 0 if none
-	// The tail holds bytes [tailOff, info.Length) in blocks from base, a multiple of
-	// blockSize below tailOff or equal to it.
-	tailOff, base int64
-	blocks        []*block
-	changed       chan struct{}
 }
 
 // stream is the shared state of a stream with live handles in this process.
@@ -65,29 +53,17 @@ type stream struct {
 
 func newStream(s *Store, key, version string) *stream {
 	st := &stream{store: s, key: key, version: version, subj: s.subject(key, version)}
-	st.snap.Store(&snapshot{changed: make(chan struct{}), info: sluice.Info{Version: version}})
+	st.snap.Store(&snapshot{Snapshot: tail.New(sluice.Info{Version: version})})
 	return st
 }
 
-// publish makes next the current snapshot; the caller holds st.mu.
-func (st *stream) publish(next *snapshot) {
-	prev := st.snap.Load()
-	if next.info != prev.info || next.purged != prev.purged {
-		next.changed = make(chan struct{})
-		st.snap.Store(next)
-		close(prev.changed)
-		return
-	}
-	next.changed = prev.changed
-	st.snap.Store(next)
-}
-
+// markPurged ends the stream for its handles here, once it is known to be purged.
 func (st *stream) markPurged() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	next := *st.snap.Load()
-	next.purged, next.blocks = true, nil
-	st.publish(&next)
+	next.MarkPurged()
+	tail.Publish(&st.snap, &next)
 }
 
 // chunk is one message of a stream's subject.
@@ -120,52 +96,22 @@ func (st *stream) apply(c *chunk) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
-	if c.seq <= sn.lastSeq || sn.purged {
+	if c.seq <= sn.lastSeq || sn.Purged {
 		return
 	}
 	next := *sn
 	next.lastSeq = c.seq
-	switch {
-	case c.purged:
-		next.purged, next.blocks = true, nil
-	case c.off == sn.info.Length && st.readers > 0: // the tail always ends at the length
-		next.fill(c.data, c.off, st.store.opts.TailSize)
-		next.info.Length = c.end()
-	default:
-		// A jump (bytes written elsewhere, not seen here): the tail restarts at the new
-		// end, and the bytes in between are fetched when read.
-		next.info.Length = max(c.end(), sn.info.Length)
-		next.resetTail()
+	if c.purged {
+		next.MarkPurged()
+	} else {
+		// The tail keeps c if it follows it; a jump (bytes written elsewhere, not seen
+		// here) restarts it at the new end, and the bytes in between are fetched when read.
+		next.Appended(c.off, c.data, st.readers > 0, st.store.opts.TailSize)
 	}
 	if c.closed {
-		next.info.Closed = true
+		next.Info.Closed = true
 	}
-	st.publish(&next)
-}
-
-func (sn *snapshot) resetTail() {
-	sn.tailOff, sn.base, sn.blocks = sn.info.Length, sn.info.Length-sn.info.Length%blockSize, nil
-}
-
-// fill copies p, the bytes at offset at, into the tail, dropping the oldest blocks
-// beyond limit bytes. The blocks slice is copied, never modified: snapshots share it.
-func (sn *snapshot) fill(p []byte, at int64, limit int) {
-	for len(p) > 0 {
-		i := int((at - sn.base) / blockSize)
-		if i == len(sn.blocks) {
-			blocks := make([]*block, 0, len(sn.blocks)+1)
-			blocks = append(append(blocks, sn.blocks...), new(block))
-			if len(blocks)*blockSize > limit+blockSize {
-				blocks = blocks[1:]
-				sn.base += blockSize
-				sn.tailOff = max(sn.tailOff, sn.base)
-			}
-			sn.blocks = blocks
-			i = len(blocks) - 1
-		}
-		n := copy(sn.blocks[i][(at-sn.base)%blockSize:], p)
-		p, at = p[n:], at+int64(n)
-	}
+	tail.Publish(&st.snap, &next)
 }
 
 // refresh learns the true length and state from the subject's last message.
@@ -200,36 +146,21 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 	small := len(p) < lingerBelow
 	for {
 		sn := st.snap.Load()
-		info := sn.info
-		if sn.purged {
-			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
-		}
-		if off > info.Length {
-			if !refreshed { // the length may have grown elsewhere
-				refreshed = true
-				if err := st.refresh(ctx); err != nil {
-					return info, fmt.Errorf("append to %s: %w", st.key, err)
-				}
-				continue
+		info := sn.Info
+		rest, err := sn.Admit(st.key, off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+			return h.verify(sn, off, old)
+		})
+		if errors.Is(err, sluice.ErrGap) && !refreshed { // the length may have grown elsewhere
+			refreshed = true
+			if err := st.refresh(ctx); err != nil {
+				return info, fmt.Errorf("append to %s: %w", st.key, err)
 			}
-			return info, fmt.Errorf("append to %s at %d, length %d: %w", st.key, off, info.Length, sluice.ErrGap)
+			continue
 		}
-		if skip := info.Length - off; skip > 0 {
-			old := p[:min(int64(len(p)), skip)]
-			if err := h.verify(sn, off, old); err != nil {
-				return info, err
-			}
-			p, off = p[len(old):], off+int64(len(old))
+		if err != nil || len(rest) == 0 {
+			return info, err
 		}
-		if len(p) == 0 {
-			return info, nil
-		}
-		if info.Closed {
-			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrClosed)
-		}
-		if lim := st.store.opts.MaxStreamSize; lim > 0 && info.Length+int64(len(p)) > lim {
-			return info, fmt.Errorf("append to %s: %w (limit %d bytes)", st.key, sluice.ErrTooLarge, lim)
-		}
+		p, off = rest, info.Length
 		n := min(len(p), st.store.opts.ChunkSize)
 		start := time.Now()
 		c, err := st.put(ctx, sn.lastSeq, off, p[:n], false)
@@ -251,7 +182,7 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 			if small {
 				st.linger(ctx, prev, start)
 			}
-			return st.snap.Load().info, nil
+			return st.snap.Load().Info, nil
 		}
 	}
 }
@@ -306,29 +237,29 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 	for {
 		sn := st.snap.Load()
 		switch {
-		case sn.purged:
-			return sn.info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
-		case sn.info.Closed:
+		case sn.Purged:
+			return sn.Info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
+		case sn.Info.Closed:
 			// Closed already, and its open marker removed then, unless the closer
 			// died first: removing it again costs a request and repairs that.
 			st.store.unmark(ctx, st.key, st.version)
-			return sn.info, nil
+			return sn.Info, nil
 		}
-		c, err := st.put(ctx, sn.lastSeq, sn.info.Length, nil, true)
+		c, err := st.put(ctx, sn.lastSeq, sn.Info.Length, nil, true)
 		if wrongLastSeq(err) {
 			if err := st.refresh(ctx); err != nil {
-				return sn.info, fmt.Errorf("close %s: %w", st.key, err)
+				return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
 			}
 			continue
 		}
 		if err != nil {
-			return sn.info, fmt.Errorf("close %s: %w", st.key, err)
+			return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
 		}
 		st.apply(c)
 		st.store.unmark(ctx, st.key, st.version)
 		if st.store.opts.OnClose != nil && st.store.lease(ctx, st.key) {
 			st.store.opts.OnClose(st.key)
 		}
-		return st.snap.Load().info, nil
+		return st.snap.Load().Info, nil
 	}
 }

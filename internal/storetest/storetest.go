@@ -31,7 +31,18 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReadChanged", func(t *testing.T) { readChanged(t, open) })
 }
 
-func mustOpen(t *testing.T, s sluice.Store, key string) sluice.Stream {
+// Create makes key in s and fails the test unless it is new.
+func Create(t testing.TB, s sluice.Store, key string) {
+	t.Helper()
+	created, err := s.Create(context.Background(), key)
+	if err != nil || !created {
+		t.Fatalf("Create(%q) = %v, %v; want true, nil", key, created, err)
+	}
+}
+
+// MustOpen returns a handle on key that is released when the test ends (Release is
+// idempotent, so a test may release it earlier).
+func MustOpen(t testing.TB, s sluice.Store, key string) sluice.Stream {
 	t.Helper()
 	h, err := s.Open(context.Background(), key)
 	if err != nil {
@@ -39,6 +50,16 @@ func mustOpen(t *testing.T, s sluice.Store, key string) sluice.Stream {
 	}
 	t.Cleanup(h.Release)
 	return h
+}
+
+// MustAppend appends p at off and fails the test on any error.
+func MustAppend(t testing.TB, h sluice.Stream, off int64, p []byte) sluice.Info {
+	t.Helper()
+	info, err := h.Append(context.Background(), off, p)
+	if err != nil {
+		t.Fatalf("Append(%d, %d bytes): %v", off, len(p), err)
+	}
+	return info
 }
 
 // appendRules: "Bytes below the stream's length are already stored: they are checked
@@ -51,7 +72,7 @@ func appendRules(t *testing.T, open Open) {
 	if created, err := s.Create(ctx, key); !created || err != nil {
 		t.Fatalf("Create = %v, %v", created, err)
 	}
-	h := mustOpen(t, s, key)
+	h := MustOpen(t, s, key)
 	steps := []struct {
 		name    string
 		off     int64
@@ -124,7 +145,7 @@ func createPurgeVersion(t *testing.T, open Open) {
 	if created, err := s.Create(ctx, key); created || err != nil {
 		t.Fatalf("second Create = %v, %v; want false, nil", created, err)
 	}
-	h := mustOpen(t, s, key)
+	h := MustOpen(t, s, key)
 	h.Append(ctx, 0, []byte("old"))
 	v1 := h.Info().Version
 	if err := s.Purge(ctx, key); err != nil {
@@ -136,7 +157,7 @@ func createPurgeVersion(t *testing.T, open Open) {
 	if created, err := s.Create(ctx, key); !created || err != nil {
 		t.Fatalf("Create after purge = %v, %v", created, err)
 	}
-	if info := mustOpen(t, s, key).Info(); info.Length != 0 || info.Version == v1 || info.Version == "" {
+	if info := MustOpen(t, s, key).Info(); info.Length != 0 || info.Version == v1 || info.Version == "" {
 		t.Fatalf("new stream of a purged key: %+v, old version %q", info, v1)
 	}
 }
@@ -148,7 +169,7 @@ func readChanged(t *testing.T, open Open) {
 	s := open(t, 0)
 	key := newKey(t)
 	s.Create(ctx, key)
-	w, r := mustOpen(t, s, key), mustOpen(t, s, key)
+	w, r := MustOpen(t, s, key), MustOpen(t, s, key)
 	b, info, changed, err := r.Read(make([]byte, 8), 0)
 	if err != nil || len(b) != 0 || info.Length != 0 {
 		t.Fatalf("Read of an empty stream = %q, %+v, %v", b, info, err)

@@ -1,0 +1,198 @@
+// Package tail is the in-memory state of a stream that both stores (file, nats) share
+// among the handles on it in one process: its Info as followers see it, a channel
+// closed when that changes, and its tail, the recent bytes kept in memory while it has
+// readers, so that followers at the end read them without touching the disk or
+// JetStream.
+//
+// The state is a Snapshot, never changed once published and replaced whole on every
+// change (Publish), so that a follower's Read is one atomic load with no lock, and a
+// follower waiting on Changed misses no change. The tail's blocks are never reused, so
+// a Read hands out a view of a block, not a copy, that stays valid and unchanged for as
+// long as the follower holds it.
+package tail
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sluicehq/sluice"
+)
+
+// BlockSize is the unit of the tail: a view of it ends at most at the end of a block.
+const BlockSize = 32 << 10
+
+type block [BlockSize]byte
+
+// Snapshot is a stream's state at one moment. A store keeps a pointer to the current
+// one, or to its own type that embeds it with what must change together with it.
+type Snapshot struct {
+	Info   sluice.Info
+	Purged bool
+	Tail   Tail
+	// Changed is closed when a later snapshot has another Info or Purged.
+	Changed chan struct{}
+}
+
+// New returns the first snapshot of a stream, with an empty tail.
+func New(info sluice.Info) Snapshot {
+	s := Snapshot{Info: info, Changed: make(chan struct{})}
+	s.Tail.Reset(info.Length)
+	return s
+}
+
+// snapshot gives Publish the Snapshot in a store's own snapshot type, which embeds it.
+func (s *Snapshot) snapshot() *Snapshot { return s }
+
+// Publish makes next the current snapshot in cur; the caller holds the lock that orders
+// the stream's changes. Followers are woken (the previous snapshot's Changed closed,
+// once next is visible) only when the stream itself changed, not when just the tail or
+// the store's own state did, since they would find nothing new to read.
+func Publish[S any, P interface {
+	*S
+	snapshot() *Snapshot
+}](cur *atomic.Pointer[S], next P) {
+	prev, n := P(cur.Load()).snapshot(), next.snapshot()
+	if n.Info == prev.Info && n.Purged == prev.Purged {
+		n.Changed = prev.Changed
+		cur.Store(next)
+		return
+	}
+	n.Changed = make(chan struct{})
+	cur.Store(next)
+	close(prev.Changed)
+}
+
+// MarkPurged records that the stream is gone, and drops its tail.
+func (s *Snapshot) MarkPurged() {
+	s.Purged = true
+	s.Tail.Reset(s.Info.Length)
+}
+
+// Appended records that p was stored at off. The stream's length grows to p's end, and
+// the tail keeps p if keep (the stream has readers) and p follows the tail, which always
+// ends at the length. Otherwise the tail restarts, empty, at the new length: bytes
+// written before it are read from the store's own storage.
+func (s *Snapshot) Appended(off int64, p []byte, keep bool, limit int) {
+	if keep && off == s.Info.Length {
+		s.Tail.fill(p, off, limit)
+		s.Info.Length += int64(len(p))
+		return
+	}
+	s.Info.Length = max(s.Info.Length, off+int64(len(p)))
+	s.Tail.Reset(s.Info.Length)
+}
+
+// Read returns the bytes from off on that the tail holds: a view of one block, up to
+// its end, that never changes. ok is false when the tail does not hold off, and the
+// caller reads from its own storage. At or after the length there is nothing to read:
+// no bytes, and ok.
+func (s *Snapshot) Read(off int64) (b []byte, ok bool) {
+	n := s.Info.Length - off
+	if n <= 0 {
+		return nil, true
+	}
+	t := &s.Tail
+	if off < t.start || len(t.blocks) == 0 {
+		return nil, false
+	}
+	i, j := (off-t.base)/BlockSize, (off-t.base)%BlockSize
+	n = min(n, BlockSize-j)
+	return t.blocks[i][j : j+n : j+n], true
+}
+
+// Tail holds a stream's bytes from Start to its length, in blocks: blocks[i] holds
+// [base+i*BlockSize, base+(i+1)*BlockSize), base being a multiple of BlockSize. It is
+// part of a snapshot, so the blocks slice is shared with earlier snapshots: it is
+// replaced, never modified, and bytes are only ever written to a block beyond the
+// length that those earlier snapshots show.
+type Tail struct {
+	start, base int64
+	blocks      []*block
+}
+
+// Reset empties the tail and starts it at length. Its blocks are freed once no
+// snapshot or follower's view holds them.
+func (t *Tail) Reset(length int64) {
+	t.start, t.base, t.blocks = length, length-length%BlockSize, nil
+}
+
+// Start is the offset of the first byte the tail holds (the length when it is empty).
+func (t *Tail) Start() int64 { return t.start }
+
+// Blocks is how many blocks the tail holds.
+func (t *Tail) Blocks() int { return len(t.blocks) }
+
+// fill copies p, the bytes at offset at, into the tail, adding blocks as needed and
+// dropping the oldest beyond limit bytes.
+func (t *Tail) fill(p []byte, at int64, limit int) {
+	for len(p) > 0 {
+		i := int((at - t.base) / BlockSize)
+		if i == len(t.blocks) {
+			blocks := make([]*block, 0, len(t.blocks)+1)
+			blocks = append(append(blocks, t.blocks...), new(block))
+			if len(blocks)*BlockSize > limit+BlockSize {
+				blocks = blocks[1:]
+				t.base += BlockSize
+				t.start = max(t.start, t.base)
+			}
+			t.blocks = blocks
+			i = len(blocks) - 1
+		}
+		n := copy(t.blocks[i][(at-t.base)%BlockSize:], p)
+		p, at = p[n:], at+int64(n)
+	}
+}
+
+// Admit applies the rules of sluice.Stream.Append to p at off, before anything is
+// stored, for a stream in state s (key names it in errors). Bytes of p below the length
+// are stored already: they are checked with verify (see Verify) and skipped. It returns
+// the rest, the new bytes, which the store then stores at the length; none means there
+// is nothing to store. Errors wrap sluice.ErrNotFound, ErrGap, ErrClosed, or ErrTooLarge
+// when the stream would grow beyond maxSize (if positive), or else come from verify.
+func (s *Snapshot) Admit(key string, off int64, p []byte, maxSize int64, verify func(off int64, old []byte) error) ([]byte, error) {
+	info := s.Info
+	switch {
+	case s.Purged:
+		return nil, fmt.Errorf("append to %s: %w", key, sluice.ErrNotFound)
+	case off > info.Length:
+		return nil, fmt.Errorf("append to %s at %d, length %d: %w", key, off, info.Length, sluice.ErrGap)
+	}
+	if skip := info.Length - off; skip > 0 {
+		old := p[:min(int64(len(p)), skip)]
+		if err := verify(off, old); err != nil {
+			return nil, err
+		}
+		p = p[len(old):]
+	}
+	switch {
+	case len(p) == 0:
+		return nil, nil
+	case info.Closed:
+		return nil, fmt.Errorf("append to %s: %w", key, sluice.ErrClosed)
+	case maxSize > 0 && info.Length+int64(len(p)) > maxSize:
+		return nil, fmt.Errorf("append to %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, maxSize)
+	}
+	return p, nil
+}
+
+// Verify checks that p matches the stored bytes at off, which read returns a piece at
+// a time, so that a producer resending different bytes for the same offsets gets
+// sluice.ErrMismatch instead of a silent fork. key names the stream in errors.
+func Verify(key string, off int64, p []byte, read func(off int64) ([]byte, error)) error {
+	for len(p) > 0 {
+		b, err := read(off)
+		if err != nil {
+			return fmt.Errorf("verify %s at %d: %w", key, off, err)
+		}
+		if len(b) == 0 {
+			return fmt.Errorf("verify %s at %d: no bytes", key, off)
+		}
+		n := min(len(b), len(p))
+		if !bytes.Equal(b[:n], p[:n]) {
+			return fmt.Errorf("append to %s at %d: %w", key, off, sluice.ErrMismatch)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
