@@ -360,27 +360,11 @@ func (c *churner) cycleWebSocket(ctx context.Context, i int, reset bool) error {
 
 // progress writes a status line every second until stopped.
 func (c *churner) progress(smp *sampler) (stop func()) {
-	if c.cfg.Progress == nil {
-		return func() {}
-	}
-	quit, ended := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				fmt.Fprint(c.cfg.Progress, "\r\033[K")
-				return
-			case <-t.C:
-			}
-			s := smp.latest()
-			fmt.Fprintf(c.cfg.Progress, "\r\033[Kchurning  %d cycles, %d errors  server %s RSS, %.0f goroutines, %.0f followers",
-				c.cycles.Load(), c.errs.Load(), mib(s.RSSBytes), s.Goroutines, s.Followers)
-		}
-	}()
-	return func() { close(quit); <-ended }
+	return statusLine(c.cfg.Progress, func() string {
+		s := smp.latest()
+		return fmt.Sprintf("churning  %d cycles, %d errors  server %s RSS, %.0f goroutines, %.0f followers",
+			c.cycles.Load(), c.errs.Load(), mib(s.RSSBytes), s.Goroutines, s.Followers)
+	})
 }
 
 func cmpOr[T comparable](v, d T) T {

@@ -304,7 +304,22 @@ func (r *run) createStreams(ctx context.Context) error {
 
 // progress writes a status line every second until stopped.
 func (r *run) progress() (stop func()) {
-	if r.cfg.Progress == nil {
+	return statusLine(r.cfg.Progress, func() string {
+		var lines int64
+		for _, p := range r.ps {
+			lines += p.sentLines.Load()
+		}
+		smp := r.smp.latest()
+		return fmt.Sprintf("%-10s connected %d/%d  published %d lines  received %d  p99 %.1fms  server %s RSS, %.0f goroutines",
+			r.phase.Load(), r.conn.Count(), len(r.fs), lines, r.lat.Count(), ms(r.lat.Quantile(0.99)),
+			mib(smp.RSSBytes), smp.Goroutines)
+	})
+}
+
+// statusLine rewrites line() in place on w every second until stopped, then clears it;
+// with no w it does nothing.
+func statusLine(w io.Writer, line func() string) (stop func()) {
+	if w == nil {
 		return func() {}
 	}
 	quit, ended := make(chan struct{}), make(chan struct{})
@@ -315,18 +330,11 @@ func (r *run) progress() (stop func()) {
 		for {
 			select {
 			case <-quit:
-				fmt.Fprint(r.cfg.Progress, "\r\033[K")
+				fmt.Fprint(w, "\r\033[K")
 				return
 			case <-t.C:
 			}
-			var lines int64
-			for _, p := range r.ps {
-				lines += p.sentLines.Load()
-			}
-			smp := r.smp.latest()
-			fmt.Fprintf(r.cfg.Progress, "\r\033[K%-10s connected %d/%d  published %d lines  received %d  p99 %.1fms  server %s RSS, %.0f goroutines",
-				r.phase.Load(), r.conn.Count(), len(r.fs), lines, r.lat.Count(), ms(r.lat.Quantile(0.99)),
-				mib(smp.RSSBytes), smp.Goroutines)
+			fmt.Fprint(w, "\r\033[K"+line())
 		}
 	}()
 	return func() { close(quit); <-ended }
