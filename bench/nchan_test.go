@@ -3,16 +3,15 @@ package bench
 import (
 	"bytes"
 	"context"
+	"github.com/sluicehq/sluice/internal/nginxtest"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -26,8 +25,7 @@ const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 // URL and the master's pid. It is killed, workers and all, when the test ends.
 func startNchan(t *testing.T) (url string, pid int) {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
+	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Fatal("nginx not found: apt-get install nginx libnginx-mod-nchan (.ci/run does)")
 	}
 	if _, err := os.Stat(nchanModule); err != nil {
@@ -50,7 +48,7 @@ func startNchan(t *testing.T) (url string, pid int) {
 		}
 		c := strings.Replace(string(conf), listen, "listen "+addr+";", 1)
 		c = strings.Replace(c, pin, "", 1)
-		if pid, ok := runNginx(t, bin, c, addr); ok {
+		if pid, ok := runNginx(t, c, addr); ok {
 			return "http://" + addr, pid
 		}
 		if attempt == 2 {
@@ -61,35 +59,8 @@ func startNchan(t *testing.T) (url string, pid int) {
 
 // runNginx starts nginx with config conf and waits until it answers on addr; false if it
 // exited first (the port was taken).
-func runNginx(t *testing.T, bin, conf, addr string) (pid int, ok bool) {
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-g", "daemon off;")
-	// Output to a file, not a pipe, which the workers would hold open; a process group of
-	// its own, so that the workers die with the master.
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(out.Name())
-			t.Logf("nginx output:\n%s", b)
-		}
-	})
+func runNginx(t *testing.T, conf, addr string) (pid int, ok bool) {
+	pid, exited := nginxtest.Start(t, conf)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		// The publisher location answers a GET of a channel that does not exist with 404:
@@ -99,12 +70,11 @@ func runNginx(t *testing.T, bin, conf, addr string) (pid int, ok bool) {
 			if resp.StatusCode != http.StatusNotFound {
 				t.Fatalf("GET /pub/ready: %s, want 404 from Nchan", resp.Status)
 			}
-			return cmd.Process.Pid, true
+			return pid, true
 		}
 		select {
 		case <-exited:
-			b, _ := os.ReadFile(out.Name())
-			t.Logf("nginx exited at start: %s", b)
+			t.Log("nginx exited at start")
 			return 0, false
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -6,16 +6,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/nginxtest"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -24,10 +22,6 @@ import (
 // listen address replaced by the test's, and returns its base URL.
 func startNginx(t *testing.T, upstreams []string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Fatal("nginx not found: apt-get install nginx (.ci/run does)")
-	}
 	conf, err := os.ReadFile("../../deploy/nginx.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -41,37 +35,8 @@ func startNginx(t *testing.T, upstreams []string) string {
 	c = strings.Replace(c, "upstream sluice {\n", "upstream sluice {\n"+servers.String(), 1)
 	c = strings.Replace(c, "listen 80;", "listen "+addr+";", 1)
 	c = strings.Replace(c, "worker_processes auto;", "worker_processes 1;", 1)
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(c), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-g",
-		"daemon off; pid "+filepath.Join(dir, "nginx.pid")+"; error_log "+filepath.Join(dir, "logs", "error.log")+";")
-	// Output to a file, not a pipe: nginx's workers inherit it, and a pipe would keep
-	// Wait waiting for them. Its own process group, so that the workers die with it.
-	out, err := os.Create(filepath.Join(dir, "logs", "stderr.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "logs", "error.log"))
-			o, _ := os.ReadFile(out.Name())
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", o, b)
-		}
-	})
+	// Its own pid file and error log, under nginx's directory, not the system's.
+	nginxtest.Start(t, "pid nginx.pid;\nerror_log logs/error.log;\n"+c)
 	url := "http://" + addr
 	deadline := time.Now().Add(bound)
 	for {
