@@ -7,11 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // ArchiverOptions tune an Archiver. Zero values mean the defaults named on each field.
@@ -24,10 +23,31 @@ type ArchiverOptions struct {
 	// MinBackoff and MaxBackoff bound the delay between attempts to archive a stream
 	// (1s and 5m): it doubles from the first to the second, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// Leaser decides whether this Archiver archives a stream, when several instances
+	// share the store; nil means it archives every stream it is told of.
+	Leaser Leaser
+	// LeaseTTL is how long a lease lasts (10m): an instance that dies mid-upload holds
+	// its streams that long, then another takes them over at its next Rescan.
+	LeaseTTL time.Duration
+	// Rescan is how often the store is listed whole (LiveClosed) for streams closed
+	// elsewhere whose archiver died; 0 means only at start-up.
+	Rescan time.Duration
 	// Logger receives the archive's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Registerer receives the archive's metrics, sluice_archive_*; nil means none.
-	Registerer prometheus.Registerer
+	// Metrics receives what the Archiver counts; nil means nothing is counted.
+	Metrics ArchiverMetrics
+}
+
+// ArchiverMetrics is told of each attempt to archive a stream (package metrics
+// implements it for Prometheus).
+type ArchiverMetrics interface {
+	// Started is called as an upload begins, Failed when an attempt fails (it is
+	// retried), Succeeded when a stream of size bytes is archived and verified.
+	Started()
+	Failed()
+	Succeeded(size int64, took time.Duration)
+	// Queued reports how many streams wait to be archived.
+	Queued(n int)
 }
 
 // Archiver moves closed streams from a store to an archive: it uploads each stream as a
@@ -36,12 +56,15 @@ type ArchiverOptions struct {
 // the store, and removes the live copy Retention later. Failed attempts are retried,
 // re-reading the store, with exponential backoff and jitter, for as long as it runs.
 // Nothing is removed from the store before its archive is confirmed.
+//
+// It learns of closed streams by pulling them from the store (Notify, ClosedSince),
+// and by listing the store at start-up and every Rescan.
 type Archiver struct {
 	store   ArchivableStore
 	archive Archive
 	opts    ArchiverOptions
 	log     *slog.Logger
-	m       archiverMetrics
+	m       ArchiverMetrics
 
 	mu     sync.Mutex
 	queue  []string        // keys to archive, in order
@@ -55,8 +78,7 @@ type drop struct {
 	due     time.Time
 }
 
-// NewArchiver returns an Archiver of store's streams into archive. Call Run to start it,
-// and Enqueue whenever a stream closes.
+// NewArchiver returns an Archiver of store's streams into archive. Call Run to start it.
 func NewArchiver(store ArchivableStore, archive Archive, opts ArchiverOptions) *Archiver {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
@@ -67,31 +89,37 @@ func NewArchiver(store ArchivableStore, archive Archive, opts ArchiverOptions) *
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Minute
 	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 10 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Archiver{
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
+	}
+	return &Archiver{
 		store:   store,
 		archive: archive,
 		opts:    opts,
 		log:     opts.Logger,
-		m:       newArchiverMetrics(opts.Registerer),
+		m:       opts.Metrics,
 		queued:  make(map[string]bool),
 		drops:   make(map[string]drop),
 		wake:    make(chan struct{}, 1),
 	}
-	return a
 }
 
-// Enqueue asks for the stream of key to be archived; it never blocks, so a store may
-// call it as a stream closes. Keys queued twice are archived once.
-func (a *Archiver) Enqueue(key string) {
+// enqueue asks for the stream of key to be archived. Keys queued twice are archived once.
+func (a *Archiver) enqueue(key string) {
 	a.mu.Lock()
 	if !a.queued[key] {
 		a.queued[key] = true
 		a.queue = append(a.queue, key)
 	}
+	n := len(a.queue)
 	a.mu.Unlock()
+	a.m.Queued(n)
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -102,27 +130,72 @@ func (a *Archiver) Enqueue(key string) {
 // closed streams not archived are queued, and archived ones get their live copy removed
 // when due. An upload cut by ctx is abandoned, and its stream is archived by the next run.
 func (a *Archiver) Run(ctx context.Context) error {
-	live, err := a.store.LiveClosed(ctx)
+	notify := a.store.Notify()
+	_, cursor, _ := a.store.ClosedSince(0) // what closed before now, the scan finds
+	n, err := a.scan(ctx)
 	if err != nil {
 		return fmt.Errorf("archiver: %w", err)
 	}
-	for _, lc := range live {
-		if lc.Archived == nil {
-			a.Enqueue(lc.Key)
-		} else {
-			a.scheduleDrop(lc.Key, lc.Version, lc.Archived.At)
-		}
-	}
-	if len(live) > 0 {
-		a.log.Info("archiver resuming", "streams", len(live))
+	if n > 0 {
+		a.log.Info("archiver resuming", "streams", n)
 	}
 	var wg sync.WaitGroup
 	for range a.opts.Workers {
 		wg.Go(func() { a.work(ctx) })
 	}
 	wg.Go(func() { a.dropLoop(ctx) })
+	a.watch(ctx, notify, cursor)
 	wg.Wait()
 	return nil
+}
+
+// scan lists the store's closed streams with a live copy: those not archived are
+// queued, the others' live copies are scheduled to go. It returns how many it found.
+func (a *Archiver) scan(ctx context.Context) (int, error) {
+	live, err := a.store.LiveClosed(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, lc := range live {
+		if lc.Archived == nil {
+			a.enqueue(lc.Key)
+		} else {
+			a.scheduleDrop(lc.Key, lc.Version, lc.Archived.At)
+		}
+	}
+	return len(live), nil
+}
+
+// watch queues the streams that close, as the store tells of them, and lists the store
+// every Rescan, until ctx is done.
+func (a *Archiver) watch(ctx context.Context, notify <-chan struct{}, cursor uint64) {
+	var tick <-chan time.Time
+	if a.opts.Rescan > 0 {
+		t := time.NewTicker(a.opts.Rescan)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		rescan := false
+		select {
+		case <-notify:
+		case <-tick:
+			rescan = true
+		case <-ctx.Done():
+			return
+		}
+		notify = a.store.Notify() // before ClosedSince, so that no close goes unseen
+		keys, next, complete := a.store.ClosedSince(cursor)
+		cursor = next
+		for _, k := range keys {
+			a.enqueue(k)
+		}
+		if rescan || !complete {
+			if _, err := a.scan(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("archiver: list closed streams", "err", err)
+			}
+		}
+	}
 }
 
 func (a *Archiver) next(ctx context.Context) (string, bool) {
@@ -132,9 +205,10 @@ func (a *Archiver) next(ctx context.Context) (string, bool) {
 			key := a.queue[0]
 			a.queue = a.queue[1:]
 			delete(a.queued, key)
-			more := len(a.queue) > 0
+			n := len(a.queue)
 			a.mu.Unlock()
-			if more {
+			a.m.Queued(n)
+			if n > 0 {
 				select {
 				case a.wake <- struct{}{}: // for the next worker
 				default:
@@ -168,33 +242,31 @@ func (a *Archiver) work(ctx context.Context) {
 			}
 			wait := a.backoff(attempt)
 			a.log.Warn("archive failed, retrying", "key", key, "attempt", attempt+1, "retry_in", wait, "err", err)
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !backoff.Sleep(ctx, wait) {
 				return
 			}
 		}
 	}
 }
 
-// backoff is the delay after the given failed attempt (from 0): MinBackoff doubled
-// attempt times, at most MaxBackoff, with "equal jitter" (between half and all of it), so
-// that many streams failing at once do not retry in step.
+// backoff is the delay after the given failed attempt (from 0).
 func (a *Archiver) backoff(attempt int) time.Duration {
-	d := a.opts.MinBackoff
-	for i := 0; i < attempt && d < a.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, a.opts.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(a.opts.MinBackoff, a.opts.MaxBackoff, attempt)
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // archiveOnce makes one attempt at archiving the stream of key: upload, verify, record.
 func (a *Archiver) archiveOnce(ctx context.Context, key string) error {
+	if a.opts.Leaser != nil {
+		ours, err := a.opts.Leaser.Lease(ctx, key, a.opts.LeaseTTL)
+		if err != nil {
+			return fmt.Errorf("lease %s: %w", key, err)
+		}
+		if !ours {
+			return nil // another instance archives it
+		}
+	}
 	st, err := a.store.Open(ctx, key)
 	if err != nil {
 		return err
@@ -214,15 +286,15 @@ func (a *Archiver) archiveOnce(ctx context.Context, key string) error {
 	actx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(info.Length>>20)*time.Second)
 	defer cancel()
 	start := time.Now()
-	a.m.started.Inc()
+	a.m.Started()
 	sum, err := a.upload(actx, key, st, info.Length)
 	if err != nil {
-		a.m.failed.Inc()
+		a.m.Failed()
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	rec := ArchiveRecord{Version: info.Version, Size: info.Length, CRC32C: sum, At: time.Now()}
 	if err := a.store.MarkArchived(ctx, key, rec); err != nil {
-		a.m.failed.Inc()
+		a.m.Failed()
 		if errors.Is(err, ErrNotFound) {
 			// Purged (or purged and created again) while uploading: the object holds
 			// bytes of no stream now.
@@ -233,9 +305,12 @@ func (a *Archiver) archiveOnce(ctx context.Context, key string) error {
 		return fmt.Errorf("record archive of %s: %w", key, err)
 	}
 	d := time.Since(start)
-	a.m.succeeded.Inc()
-	a.m.bytes.Add(float64(info.Length))
-	a.m.seconds.Observe(d.Seconds())
+	a.m.Succeeded(info.Length, d)
+	if a.opts.Leaser != nil {
+		if err := a.opts.Leaser.Unlease(ctx, key); err != nil {
+			a.log.Warn("archive: give back the lease", "key", key, "err", err) // it lapses
+		}
+	}
 	a.log.Info("archived", "key", key, "bytes", info.Length, "crc32c", fmt.Sprintf("%08x", sum), "duration", d)
 	a.scheduleDrop(key, info.Version, rec.At)
 	if a.opts.Retention <= 0 {
@@ -248,7 +323,7 @@ func (a *Archiver) archiveOnce(ctx context.Context, key string) error {
 // check that it holds them: same size, same CRC32C. It returns the CRC32C.
 func (a *Archiver) upload(ctx context.Context, key string, st Stream, size int64) (uint32, error) {
 	h := crc32.New(castagnoli)
-	src := io.TeeReader(&streamReader{st: st, end: size}, h)
+	src := io.TeeReader(&streamReader{ctx: ctx, st: st, end: size}, h)
 	if err := a.archive.Put(ctx, key, src, size); err != nil {
 		return 0, err
 	}
@@ -329,6 +404,7 @@ func (a *Archiver) dropDue(ctx context.Context) {
 // streamReader reads a stream from offset 0 to end as an io.Reader: the store's side of
 // the pipe into an upload, pulled by the uploader one part at a time.
 type streamReader struct {
+	ctx      context.Context
 	st       Stream
 	off, end int64
 }
@@ -338,7 +414,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	p = p[:min(int64(len(p)), r.end-r.off)]
-	b, _, _, err := r.st.Read(p, r.off)
+	b, _, _, err := r.st.Read(r.ctx, p, r.off)
 	if err != nil {
 		return 0, err
 	}
@@ -350,32 +426,10 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-type archiverMetrics struct {
-	started, succeeded, failed, bytes prometheus.Counter
-	seconds                           prometheus.Histogram
-}
+// noMetrics counts nothing.
+type noMetrics struct{}
 
-func newArchiverMetrics(reg prometheus.Registerer) archiverMetrics {
-	m := archiverMetrics{
-		started: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_archive_uploads_started_total", Help: "Attempts to archive a closed stream.",
-		}),
-		succeeded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_archive_uploads_succeeded_total", Help: "Streams archived and verified.",
-		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_archive_uploads_failed_total", Help: "Attempts to archive a stream that failed (each is retried).",
-		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_archive_bytes_total", Help: "Bytes of streams archived and verified.",
-		}),
-		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sluice_archive_upload_seconds", Help: "Time to archive and verify one stream.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
-		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.started, m.succeeded, m.failed, m.bytes, m.seconds)
-	}
-	return m
-}
+func (noMetrics) Started()                       {}
+func (noMetrics) Failed()                        {}
+func (noMetrics) Succeeded(int64, time.Duration) {}
+func (noMetrics) Queued(int)                     {}

@@ -71,7 +71,8 @@ type Stream interface {
 	// stream's Info as of the read and a channel that is closed when the stream changes
 	// after it, so a follower can wait without missing an append. A purged stream
 	// returns ErrNotFound.
-	Read(p []byte, off int64) (b []byte, info Info, changed <-chan struct{}, err error)
+	// ctx bounds what the read may wait for (the NATS store fetches over the network).
+	Read(ctx context.Context, p []byte, off int64) (b []byte, info Info, changed <-chan struct{}, err error)
 	// Release gives the handle back. The handle must not be used after.
 	Release()
 }

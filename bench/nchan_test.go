@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"github.com/sluicehq/sluice/internal/nginxtest"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/nginxtest"
 )
 
 // nchanModule is where Debian's libnginx-mod-nchan puts the module that

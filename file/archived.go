@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/tail"
@@ -23,6 +20,13 @@ import (
 // its version and Create still sees it exists.
 
 var _ sluice.ArchivableStore = (*Store)(nil)
+
+// Notify returns a channel closed when the next stream closes.
+func (s *Store) Notify() <-chan struct{} { return s.closes.Notify() }
+
+// ClosedSince returns the keys of the streams closed from cursor on; see
+// sluice.ArchivableStore.
+func (s *Store) ClosedSince(cursor uint64) ([]string, uint64, bool) { return s.closes.Since(cursor) }
 
 // LiveClosed lists the closed streams that still have their data file.
 func (s *Store) LiveClosed(ctx context.Context) ([]sluice.LiveClosed, error) {
@@ -175,68 +179,4 @@ func readRecord(dir string) (*sluice.ArchiveRecord, error) {
 func exists(name string) bool {
 	_, err := os.Stat(name)
 	return err == nil
-}
-
-// archiveReadTimeout bounds one read from the archive, so that a stalled object store
-// cannot hold a follower (and a graceful shutdown waiting for it) forever.
-const archiveReadTimeout = time.Minute
-
-// archiveReader reads an archived stream at any offset through one sequential reader:
-// reads that follow each other cost one request, and a read elsewhere reopens the
-// reader there. ReadAt fills p unless the object ends first.
-type archiveReader struct {
-	archive sluice.Archive
-	key     string
-
-	mu     sync.Mutex
-	rc     io.ReadCloser
-	cancel context.CancelFunc // ends rc's request
-	off    int64              // offset of rc's next byte
-}
-
-func (r *archiveReader) ReadAt(p []byte, off int64) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rc != nil && r.off != off {
-		r.end()
-	}
-	if r.rc == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		rc, err := r.archive.Open(ctx, r.key, off)
-		if err != nil {
-			cancel()
-			return 0, err
-		}
-		r.rc, r.cancel, r.off = rc, cancel, off
-	}
-	t := time.AfterFunc(archiveReadTimeout, r.cancel)
-	n, err := io.ReadFull(r.rc, p)
-	if !t.Stop() && err != nil {
-		err = fmt.Errorf("read %s at %d: the archive took over %v: %w", r.key, r.off+int64(n), archiveReadTimeout, err)
-	}
-	r.off += int64(n)
-	if err != nil {
-		r.end()
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
-		}
-	}
-	return n, err
-}
-
-// end ends the current request; the caller holds r.mu.
-func (r *archiveReader) end() {
-	r.cancel()
-	r.rc.Close()
-	r.rc, r.cancel = nil, nil
-}
-
-// Close ends the current request, if any.
-func (r *archiveReader) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rc != nil {
-		r.end()
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func BenchmarkAppend(b *testing.B) {
 					create(b, s, fmt.Sprint("bench/", gen))
 					h = open(b, s, fmt.Sprint("bench/", gen))
 					follower = open(b, s, fmt.Sprint("bench/", gen))
-					if _, _, _, err := follower.Read(make([]byte, 1), 0); err != nil {
+					if _, _, _, err := follower.Read(context.Background(), make([]byte, 1), 0); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -72,7 +73,7 @@ func BenchmarkRead(b *testing.B) {
 	create(b, s, "r")
 	w := open(b, s, "r")
 	r := open(b, s, "r")
-	if _, _, _, err := r.Read(nil, 0); err != nil {
+	if _, _, _, err := r.Read(context.Background(), nil, 0); err != nil {
 		b.Fatal(err)
 	}
 	p := randBytes(7, 32<<10)
@@ -96,7 +97,7 @@ func BenchmarkRead(b *testing.B) {
 			}
 			off := c.from
 			for b.Loop() {
-				got, _, _, err := r.Read(buf[:4096], off)
+				got, _, _, err := r.Read(context.Background(), buf[:4096], off)
 				if err != nil || len(got) == 0 || (&got[0] != &buf[0]) != c.view {
 					b.Fatalf("Read(%d) = %d bytes, %v; want a view: %v", off, len(got), err, c.view)
 				}

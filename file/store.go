@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/closelog"
 	"github.com/sluicehq/sluice/internal/tail"
 )
 
@@ -61,9 +62,6 @@ type Options struct {
 	// Archive, if set, holds the bytes of archived streams whose live copy was removed
 	// (see RemoveLive): they are read from it, and purged from it with their stream.
 	Archive sluice.Archive
-	// OnClose, if set, is called with the key of each stream that closes, after its close
-	// is on stable storage; it must not block (an Archiver's Enqueue).
-	OnClose func(key string)
 }
 
 // DefaultTailSize is the default for Options.TailSize.
@@ -79,6 +77,8 @@ type Store struct {
 	streams map[string]*stream // streams with live handles, by key
 	dirty   map[*stream]bool   // streams with bytes not yet fsynced
 	open    int                // streams on disk that are not closed
+
+	closes closelog.Log // streams closed, for the Archiver (Notify, ClosedSince)
 
 	stop chan struct{}
 	done chan struct{}

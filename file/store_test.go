@@ -54,7 +54,7 @@ func readAll(t testing.TB, h sluice.Stream, off int64, bufSize int) []byte {
 	buf := make([]byte, bufSize)
 	var got []byte
 	for {
-		b, info, _, err := h.Read(buf, off)
+		b, info, _, err := h.Read(context.Background(), buf, off)
 		if err != nil {
 			t.Fatalf("Read(%d): %v", off, err)
 		}
@@ -465,7 +465,7 @@ func TestPurge(t *testing.T) {
 	oldVersion := w.Info().Version
 	r := open(t, s, "p")
 	buf := make([]byte, 64)
-	b, _, changed, err := r.Read(buf, 9)
+	b, _, changed, err := r.Read(context.Background(), buf, 9)
 	if err != nil || len(b) != 0 {
 		t.Fatalf("Read at length = %q, %v", b, err)
 	}
@@ -477,7 +477,7 @@ func TestPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, changed, "follower after purge")
-	if _, _, _, err := r.Read(buf, 0); !errors.Is(err, sluice.ErrNotFound) {
+	if _, _, _, err := r.Read(context.Background(), buf, 0); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("follower Read after purge = %v; want ErrNotFound", err)
 	}
 	if _, err := w.Append(ctx, 9, []byte("x")); !errors.Is(err, sluice.ErrNotFound) {
@@ -508,7 +508,7 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("recreated stream Info = %+v; want empty, open, new version (old %q)", info, oldVersion)
 	}
 	mustAppend(t, n, 0, []byte("new"))
-	if _, _, _, err := r.Read(buf, 0); !errors.Is(err, sluice.ErrNotFound) {
+	if _, _, _, err := r.Read(context.Background(), buf, 0); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("old follower Read after recreate = %v; want ErrNotFound", err)
 	}
 	r.Release()
@@ -533,7 +533,7 @@ func TestReadChanged(t *testing.T) {
 
 	read := func(off int64, want string) (sluice.Info, <-chan struct{}) {
 		t.Helper()
-		b, info, changed, err := r.Read(buf, off)
+		b, info, changed, err := r.Read(context.Background(), buf, off)
 		if err != nil || string(b) != want {
 			t.Fatalf("Read(%d) = %q, %v; want %q", off, b, err, want)
 		}
@@ -570,7 +570,7 @@ func TestReadChanged(t *testing.T) {
 
 	// A new reader attaching (and leaving) changes nothing either.
 	r2 := open(t, s, "ch")
-	read2, _, _, err := r2.Read(make([]byte, 8), 0)
+	read2, _, _, err := r2.Read(context.Background(), make([]byte, 8), 0)
 	if err != nil || string(read2) != "abc" {
 		t.Fatalf("second reader Read = %q, %v", read2, err)
 	}
@@ -626,7 +626,7 @@ func TestReadTailAndDisk(t *testing.T) {
 	mustAppend(t, w, 0, want[:pre])
 
 	buf := make([]byte, 10_000)
-	b, _, _, err := r.Read(buf, 5)
+	b, _, _, err := r.Read(context.Background(), buf, 5)
 	if err != nil || !bytes.Equal(b, want[5:5+len(buf)]) || &b[0] != &buf[0] {
 		t.Fatalf("Read(5) of bytes from before the reader: %d bytes, %v; want the %d-byte buffer filled from disk", len(b), err, len(buf))
 	}
@@ -641,7 +641,7 @@ func TestReadTailAndDisk(t *testing.T) {
 	for i := 0; off < int64(len(want)); i++ {
 		n := min(sizes[i%len(sizes)], len(want)-int(off))
 		mustAppend(t, w, off, want[off:off+int64(n)])
-		b, info, _, err := r.Read(buf, off)
+		b, info, _, err := r.Read(context.Background(), buf, off)
 		if err != nil || info.Length != off+int64(n) {
 			t.Fatalf("Read(%d) after append: info %+v, %v", off, info, err)
 		}
@@ -681,7 +681,7 @@ func TestReadTailAndDisk(t *testing.T) {
 	for _, o := range offsets {
 		// One read: from the tail it is a view up to the end of its block; from disk it
 		// fills the buffer, stopping where the tail starts.
-		b, _, _, err := r.Read(buf, o)
+		b, _, _, err := r.Read(context.Background(), buf, o)
 		if err != nil {
 			t.Fatalf("Read(%d): %v", o, err)
 		}
@@ -709,7 +709,7 @@ func TestReadTailAndDisk(t *testing.T) {
 
 	// A small buffer is never overrun on disk reads.
 	small := make([]byte, 7)
-	if b, _, _, err := r.Read(small, 3); err != nil || !bytes.Equal(b, want[3:10]) {
+	if b, _, _, err := r.Read(context.Background(), small, 3); err != nil || !bytes.Equal(b, want[3:10]) {
 		t.Fatalf("Read(3) into 7 bytes = %v, %v", b, err)
 	}
 
@@ -751,7 +751,7 @@ func TestConcurrentProducersAndFollowers(t *testing.T) {
 			timeout := time.NewTimer(failAfter)
 			defer timeout.Stop()
 			for {
-				b, info, changed, err := h.Read(buf, off)
+				b, info, changed, err := h.Read(context.Background(), buf, off)
 				if err != nil {
 					t.Errorf("follower %d: Read(%d): %v", i, off, err)
 					return
@@ -821,7 +821,7 @@ func TestRelease(t *testing.T) {
 	h1 := open(t, s, "h")
 	h2 := open(t, s, "h")
 	mustAppend(t, h1, 0, []byte("data"))
-	if _, _, _, err := h1.Read(make([]byte, 8), 0); err != nil {
+	if _, _, _, err := h1.Read(context.Background(), make([]byte, 8), 0); err != nil {
 		t.Fatal(err)
 	}
 	h1.Release()
@@ -1003,7 +1003,7 @@ func TestHandleConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			// Read first, so that the handle's first reads run at once.
-			if _, _, _, err := h.Read(make([]byte, 8), 0); err != nil {
+			if _, _, _, err := h.Read(context.Background(), make([]byte, 8), 0); err != nil {
 				t.Errorf("first Read: %v", err)
 				return
 			}
@@ -1014,7 +1014,7 @@ func TestHandleConcurrentUse(t *testing.T) {
 					return
 				}
 				buf := make([]byte, 512)
-				b, info, _, err := h.Read(buf, int64(off/2))
+				b, info, _, err := h.Read(context.Background(), buf, int64(off/2))
 				if err != nil || !bytes.Equal(b, content[off/2:off/2+len(b)]) || info.Length < int64(end) || h.Info().Length < int64(end) {
 					t.Errorf("Read(%d) = %d bytes, %+v, %v", off/2, len(b), info, err)
 					return

@@ -3,7 +3,6 @@ package file
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,16 +36,22 @@ func (st *stream) purge() {
 	tail.Publish(&st.snap, &next)
 }
 
-func (st *stream) append(ctx context.Context, src io.ReaderAt, off int64, p []byte) (sluice.Info, error) {
+func (st *stream) append(ctx context.Context, src source, off int64, p []byte) (sluice.Info, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
 	info := sn.Info
-	p, err := sn.Admit(st.key, off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
-		return st.verify(sn, src, off, old)
+	if sn.Purged {
+		return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
+	}
+	p, err := info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+		return st.verify(ctx, sn, src, off, old)
 	})
-	if err != nil || len(p) == 0 {
-		return info, err
+	if err != nil {
+		return info, fmt.Errorf("append to %s: %w", st.key, err)
+	}
+	if len(p) == 0 {
+		return info, nil
 	}
 	if _, err := st.f.WriteAt(p, info.Length); err != nil {
 		st.f.Truncate(info.Length) // best effort: nothing acknowledged lies beyond
@@ -66,21 +71,33 @@ func (st *stream) append(ctx context.Context, src io.ReaderAt, off int64, p []by
 }
 
 // verify checks resent bytes against those stored at off, read from the tail or src.
-func (st *stream) verify(sn *tail.Snapshot, src io.ReaderAt, off int64, p []byte) error {
+func (st *stream) verify(ctx context.Context, sn *tail.Snapshot, src source, off int64, p []byte) error {
 	buf := make([]byte, min(len(p), 32<<10))
-	return tail.Verify(st.key, off, p, func(off int64) ([]byte, error) { return read(sn, src, buf, off) })
+	return sluice.Verify(off, p, func(off int64) ([]byte, error) { return read(ctx, sn, src, buf, off) })
+}
+
+// source is where a handle reads the bytes that the tail does not hold: the data file,
+// or the archive once the live copy is gone.
+type source interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// fileSource is a stream's data file as a source.
+type fileSource struct{ f *os.File }
+
+func (d fileSource) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	return d.f.ReadAt(p, off)
 }
 
 // read returns bytes of sn from off on: a view of the tail when it holds them, or else
-// a prefix of p read from f (the data file, or the archive), up to where the tail
-// starts.
-func read(sn *tail.Snapshot, f io.ReaderAt, p []byte, off int64) ([]byte, error) {
+// a prefix of p read from src, up to where the tail starts.
+func read(ctx context.Context, sn *tail.Snapshot, src source, p []byte, off int64) ([]byte, error) {
 	if b, ok := sn.Read(off); ok {
 		return b, nil
 	}
 	n := min(sn.Info.Length, sn.Tail.Start()) - off
 	n = min(n, int64(len(p)))
-	m, err := f.ReadAt(p[:n], off)
+	m, err := src.ReadAt(ctx, p[:n], off)
 	if int64(m) == n {
 		err = nil // io.EOF exactly at the end is no error
 	}
@@ -121,9 +138,7 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 	next := *sn
 	next.Info.Closed = true
 	tail.Publish(&st.snap, &next)
-	if st.store.opts.OnClose != nil {
-		st.store.opts.OnClose(st.key)
-	}
+	st.store.closes.Add(st.key)
 	return next.Info, nil
 }
 
@@ -154,19 +169,19 @@ type handle struct {
 	released atomic.Bool
 
 	arMu sync.Mutex
-	ar   *archiveReader // reads an archived stream; made by the first read
+	ar   *sluice.ArchiveReader // reads an archived stream; made by the first read
 }
 
 // src is where the handle reads bytes the tail does not hold: the data file, or, for a
 // stream whose live copy is gone, the archive, through one sequential reader per handle.
-func (h *handle) src() io.ReaderAt {
+func (h *handle) src() source {
 	if h.st.f != nil {
-		return h.st.f
+		return fileSource{h.st.f}
 	}
 	h.arMu.Lock()
 	defer h.arMu.Unlock()
 	if h.ar == nil {
-		h.ar = &archiveReader{archive: h.st.store.opts.Archive, key: h.st.key}
+		h.ar = sluice.NewArchiveReader(h.st.store.opts.Archive, h.st.key)
 	}
 	return h.ar
 }
@@ -181,7 +196,7 @@ func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.c
 
 // Read may be called concurrently, as sluice.Stream requires; the first call counts the
 // handle as a reader once.
-func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
+func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
 	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
 		h.st.startReading()
 	}
@@ -189,7 +204,7 @@ func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}
 	if sn.Purged {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
 	}
-	b, err := read(sn, h.src(), p, off)
+	b, err := read(ctx, sn, h.src(), p, off)
 	if err != nil {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
 	}

@@ -269,7 +269,7 @@ func (s *Server) catchUp(ctx context.Context, st sluice.Stream, t transport, off
 		if err := cmp.Or(ctx.Err(), s.drain.Err()); err != nil {
 			return off, sluice.Info{}, nil, err // a long catch-up stops for a shutdown too
 		}
-		b, info, changed, err := st.Read(buf[carry:], off+int64(carry))
+		b, info, changed, err := st.Read(ctx, buf[carry:], off+int64(carry))
 		if err != nil {
 			return off, info, changed, err
 		}
@@ -340,13 +340,13 @@ func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.S
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
 	setInfo(h, info)
-	content := io.NewSectionReader(readerAt{st}, 0, info.Length)
+	content := io.NewSectionReader(readerAt{r.Context(), st}, 0, info.Length)
 	if rng == nil {
 		// The offset came from Last-Event-ID or ?offset: serve from it, and let no Range
 		// header apply on top.
 		r = r.Clone(r.Context())
 		r.Header.Del("Range")
-		content = io.NewSectionReader(readerAt{st}, off, info.Length-off)
+		content = io.NewSectionReader(readerAt{r.Context(), st}, off, info.Length-off)
 	}
 	if off == 0 || rng != nil {
 		h.Set("ETag", `"`+info.Version+"-"+strconv.FormatInt(info.Length, 10)+`"`)
@@ -355,12 +355,15 @@ func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.S
 }
 
 // readerAt reads a stream at any offset, copying views of the store's memory into p.
-type readerAt struct{ st sluice.Stream }
+type readerAt struct {
+	ctx context.Context
+	st  sluice.Stream
+}
 
 func (a readerAt) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
-		b, _, _, err := a.st.Read(p[n:], off+int64(n))
+		b, _, _, err := a.st.Read(a.ctx, p[n:], off+int64(n))
 		if err != nil {
 			return n, err
 		}

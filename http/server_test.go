@@ -174,7 +174,7 @@ func storedBytes(t testing.TB, ts *testServer, key string) string {
 	var sb strings.Builder
 	buf := make([]byte, 32<<10)
 	for off := int64(0); ; {
-		b, _, _, err := st.Read(buf, off)
+		b, _, _, err := st.Read(context.Background(), buf, off)
 		if err != nil {
 			t.Fatalf("store Read(%s, %d): %v", key, off, err)
 		}
@@ -197,7 +197,7 @@ func waitStored(t testing.TB, ts *testServer, key string, n int64) {
 	defer st.Release()
 	deadline := time.After(testTimeout)
 	for {
-		_, info, changed, err := st.Read(nil, 0)
+		_, info, changed, err := st.Read(context.Background(), nil, 0)
 		if err != nil {
 			t.Fatalf("store Read(%s): %v", key, err)
 		}

@@ -13,17 +13,20 @@ import (
 	"github.com/sluicehq/sluice"
 )
 
-// The store's side of archiving (sluice.ArchivableStore) in cluster mode. Every instance
-// runs an Archiver, and each closed stream is archived by one of them: the instance
-// that closes a stream takes its archive lease (a create-only KV entry lease.<token>
-// naming the instance and an expiry) and only then enqueues it. An instance that dies
-// mid-upload leaves a lease that lapses; the others' ArchiveScan finds the stream closed,
-// unarchived and unleased, takes the lease and archives it. The archive record lives in
-// the stream's meta entry, updated with a revision check so a purge always wins; after
-// RemoveLive the subject keeps only its close marker (length and state) and the bytes
-// are read from Options.Archive.
+// The store's side of archiving (sluice.ArchivableStore, sluice.Leaser) in cluster
+// mode. Every instance runs an Archiver, and each closed stream is archived by one of
+// them, the one holding its archive lease (Lease: a KV entry lease.<token> naming the
+// instance and an expiry). The instance that closes a stream is told of it (Notify) and
+// takes the lease first; one that dies mid-upload leaves a lease that lapses, and
+// another instance's Archiver, listing the store every Rescan, takes it over. The
+// archive record lives in the stream's meta entry, updated with a revision check so a
+// purge always wins; after RemoveLive the subject keeps only its close marker (length
+// and state) and the bytes are read from Options.Archive.
 
-var _ sluice.ArchivableStore = (*Store)(nil)
+var (
+	_ sluice.ArchivableStore = (*Store)(nil)
+	_ sluice.Leaser          = (*Store)(nil)
+)
 
 type lease struct {
 	Owner string    `json:"owner"`
@@ -32,35 +35,41 @@ type lease struct {
 
 func leaseKey(key string) string { return "lease." + token(key) }
 
-// lease takes the right to archive key's stream for LeaseTTL, if no live instance
-// holds it; it reports whether this instance now holds it.
-func (s *Store) lease(ctx context.Context, key string) bool {
-	b, _ := json.Marshal(lease{Owner: s.id, Until: time.Now().Add(s.opts.LeaseTTL)})
+// Lease takes the right to archive key's stream for ttl, if no instance holds it or
+// its holder let it lapse, or renews it if this instance holds it. It reports whether
+// this instance holds it now.
+func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	b, _ := json.Marshal(lease{Owner: s.id, Until: time.Now().Add(ttl)})
 	err := s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.kv.Create(ctx, leaseKey(key), b)
 		return err
 	})
 	if err == nil {
-		return true
+		return true, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		s.log.Warn("nats store: archive lease", "key", key, "err", err)
-		return false
+		return false, fmt.Errorf("lease %s: %w", key, err)
 	}
 	e, err := s.kv.Get(ctx, leaseKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return false, nil // given back meanwhile: the stream is archived
+	}
 	if err != nil {
-		return false
+		return false, fmt.Errorf("lease %s: %w", key, err)
 	}
 	var l lease
-	if json.Unmarshal(e.Value(), &l) == nil && time.Now().Before(l.Until) {
-		return false // held, by another instance or by this one's Archiver at work
+	if json.Unmarshal(e.Value(), &l) == nil && l.Owner != s.id && time.Now().Before(l.Until) {
+		return false, nil // held by another instance
 	}
-	_, err = s.kv.Update(ctx, leaseKey(key), b, e.Revision())
-	return err == nil
+	if _, err = s.kv.Update(ctx, leaseKey(key), b, e.Revision()); err != nil {
+		return false, nil // taken by another instance meanwhile
+	}
+	return true, nil
 }
 
-func (s *Store) dropLease(ctx context.Context, key string) {
-	s.retry(ctx, func(ctx context.Context) error {
+// Unlease gives the lease of key back.
+func (s *Store) Unlease(ctx context.Context, key string) error {
+	return s.retry(ctx, func(ctx context.Context) error {
 		err := s.kv.Purge(ctx, leaseKey(key))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil
@@ -69,9 +78,16 @@ func (s *Store) dropLease(ctx context.Context, key string) {
 	})
 }
 
-// LiveClosed lists closed streams whose live bytes remain: archived ones (so that any
-// instance's Archiver removes them when due; RemoveLive is idempotent), and unarchived
-// ones whose lease this instance takes.
+// Notify returns a channel closed when the next stream closes through this store.
+func (s *Store) Notify() <-chan struct{} { return s.closes.Notify() }
+
+// ClosedSince returns the keys of the streams closed through this store from cursor
+// on; see sluice.ArchivableStore.
+func (s *Store) ClosedSince(cursor uint64) ([]string, uint64, bool) { return s.closes.Since(cursor) }
+
+// LiveClosed lists the closed streams whose live bytes remain, in the whole cluster:
+// any instance's Archiver removes the live copies of archived ones when due
+// (RemoveLive is idempotent), and archives the others if it gets their lease.
 func (s *Store) LiveClosed(ctx context.Context) ([]sluice.LiveClosed, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, "*") // meta entries: one token, no dots
 	if err != nil {
@@ -93,9 +109,6 @@ func (s *Store) LiveClosed(ctx context.Context) ([]sluice.LiveClosed, error) {
 		}
 		last, err := s.js1.GetLastMsgForSubject(ctx, s.subject(m.Key, m.Version))
 		if err != nil || last.Header.Get(hdrClose) == "" {
-			continue
-		}
-		if m.Archived == nil && !s.lease(ctx, m.Key) {
 			continue
 		}
 		out = append(out, sluice.LiveClosed{Key: m.Key, Version: m.Version, Archived: m.Archived})
@@ -131,7 +144,7 @@ func (s *Store) updateMeta(ctx context.Context, key, version string, f func(*met
 	}
 }
 
-// MarkArchived records the archive in the stream's meta entry and frees the lease.
+// MarkArchived records the archive in the stream's meta entry.
 func (s *Store) MarkArchived(ctx context.Context, key string, rec sluice.ArchiveRecord) error {
 	err := s.updateMeta(ctx, key, rec.Version, func(m *meta) error {
 		m.Archived = &rec
@@ -140,7 +153,6 @@ func (s *Store) MarkArchived(ctx context.Context, key string, rec sluice.Archive
 	if err != nil {
 		return fmt.Errorf("mark archived: %w", err)
 	}
-	s.dropLease(ctx, key)
 	return nil
 }
 
@@ -187,74 +199,22 @@ func (st *stream) checkRemoved(ctx context.Context) bool {
 }
 
 // purgeArchived deletes the archived object of a stream and its lease, before Purge
-// deletes the stream, so a failure leaves the stream readable rather than an orphan.
+// deletes the stream, so a failure leaves the stream readable rather than an orphan,
+// and a new stream of the key is not held up by the old one's lease.
 func (s *Store) purgeArchived(ctx context.Context, key string) error {
 	if s.opts.Archive != nil {
 		if err := s.opts.Archive.Delete(ctx, key); err != nil {
 			return fmt.Errorf("purge %s: delete archived object: %w", key, err)
 		}
 	}
-	s.dropLease(ctx, key)
+	if err := s.Unlease(ctx, key); err != nil {
+		return fmt.Errorf("purge %s: %w", key, err)
+	}
 	return nil
 }
 
-// scanLoop takes over archiving from dead instances every ArchiveScan, until Close.
-func (s *Store) scanLoop() {
-	defer close(s.done)
-	if s.opts.ArchiveScan <= 0 || s.opts.OnClose == nil {
-		<-s.stop
-		return
-	}
-	t := time.NewTicker(s.opts.ArchiveScan)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		live, err := s.LiveClosed(ctx)
-		cancel()
-		if err != nil {
-			s.log.Warn("nats store: archive scan", "err", err)
-		}
-		for _, lc := range live {
-			if lc.Archived == nil {
-				s.opts.OnClose(lc.Key)
-			}
-		}
-	}
-}
-
-// Close stops the archive scan. It leaves the NATS connection to its owner.
-func (s *Store) Close() error {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	<-s.done
-	return nil
-}
-
-// archiveReader reads a removed stream from the archive through one sequential
-// request, reopened where a read does not follow the last.
-type archiveReader struct {
-	archive sluice.Archive
-	key     string
-	rc      io.ReadCloser
-	cancel  context.CancelFunc
-	off     int64
-}
-
-func (r *archiveReader) close() {
-	if r.rc != nil {
-		r.cancel()
-		r.rc.Close()
-		r.rc = nil
-	}
-}
+// Close leaves the NATS connection to its owner; the store has no work of its own.
+func (s *Store) Close() error { return nil }
 
 // readArchive reads bytes of sn at off from the archive into p (32 KiB if p is empty).
 func (h *handle) readArchive(ctx context.Context, sn *snapshot, p []byte, off int64) ([]byte, error) {
@@ -266,32 +226,14 @@ func (h *handle) readArchive(ctx context.Context, sn *snapshot, p []byte, off in
 	}
 	p = p[:min(int64(len(p)), sn.Info.Length-off)]
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.ar == nil {
-		h.ar = &archiveReader{archive: h.st.store.opts.Archive, key: h.st.key}
+		h.ar = sluice.NewArchiveReader(h.st.store.opts.Archive, h.st.key)
 	}
-	r := h.ar
-	if r.rc != nil && r.off != off {
-		r.close()
-	}
-	if r.rc == nil {
-		actx, cancel := context.WithCancel(context.Background())
-		rc, err := r.archive.Open(actx, r.key, off)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		r.rc, r.cancel, r.off = rc, cancel, off
-	}
-	stop := context.AfterFunc(ctx, r.cancel) // a stalled archive ends with ctx
-	n, err := io.ReadFull(r.rc, p)
-	stop()
-	r.off += int64(n)
-	if err != nil {
-		r.close()
-		if n > 0 {
-			err = nil
-		}
+	ar := h.ar
+	h.mu.Unlock()
+	n, err := ar.ReadAt(ctx, p, off)
+	if n > 0 && err == io.EOF {
+		err = nil
 	}
 	return p[:n], err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	"github.com/sluicehq/sluice/metrics"
 )
 
 // archiveNode is an instance as sluice serve wires it: a Store whose closes feed an
@@ -24,15 +25,17 @@ type archiveNode struct {
 	reg *prometheus.Registry
 }
 
-func newArchiveNode(t *testing.T, archive sluice.Archive, opts Options) *archiveNode {
+func newArchiveNode(t *testing.T, archive sluice.Archive) *archiveNode {
+	var opts Options
 	t.Helper()
 	n := &archiveNode{reg: prometheus.NewRegistry()}
-	var a *sluice.Archiver
 	opts.Archive = archive
-	opts.OnClose = func(key string) { a.Enqueue(key) }
 	n.s = newStore(t, shared, opts)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a = sluice.NewArchiver(n.s, archive, sluice.ArchiverOptions{Logger: quiet, Registerer: n.reg, MinBackoff: 50 * time.Millisecond})
+	a := sluice.NewArchiver(n.s, archive, sluice.ArchiverOptions{
+		Logger: quiet, Metrics: metrics.NewArchiver(n.reg), MinBackoff: 50 * time.Millisecond,
+		Leaser: n.s, Rescan: 50 * time.Millisecond,
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); a.Run(ctx) }()
@@ -81,8 +84,8 @@ func TestArchiveOnceAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
-	b := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	a := newArchiveNode(t, archive)
+	b := newArchiveNode(t, archive)
 	key := newKey(t)
 	create(t, a.s, key)
 	h := open(t, a.s, key)
@@ -128,16 +131,16 @@ func TestArchiveOnceAcrossInstances(t *testing.T) {
 // TestArchiveTakeover proves "a crashed uploader's work is picked up by another
 // instance": an instance closes a stream, takes its archive lease, and dies (its NATS
 // connection gone) before uploading; another instance, whose Archiver started before
-// the close and so learns of it only by its periodic scan, leaves the stream alone while
-// the lease holds, then archives it once the lease lapses.
+// the close and so learns of it only by listing the store every Rescan, leaves the
+// stream alone while the lease holds, then archives it once the lease lapses.
 func TestArchiveTakeover(t *testing.T) {
 	archive, err := file.OpenArchive(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	alive := newArchiveNode(t, archive, Options{ArchiveScan: 50 * time.Millisecond})
+	alive := newArchiveNode(t, archive)
 	const ttl = 500 * time.Millisecond
-	dead := newStore(t, shared, Options{LeaseTTL: ttl, OnClose: func(string) {}})
+	dead := newStore(t, shared, Options{})
 	key := newKey(t)
 	create(t, dead, key)
 	h := open(t, dead, key)
@@ -146,6 +149,9 @@ func TestArchiveTakeover(t *testing.T) {
 	closed := time.Now()
 	if _, err := h.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if ok, err := dead.Lease(ctx, key, ttl); !ok || err != nil { // as its Archiver would
+		t.Fatalf("Lease by the closing instance = %v, %v", ok, err)
 	}
 	e, err := alive.s.kv.Get(ctx, leaseKey(key))
 	if err != nil {

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -67,7 +68,7 @@ func BenchmarkPublishToFollow(b *testing.B) {
 	line := []byte("a line of build output, about eighty bytes long, as a producer writes it...\n")
 	buf := make([]byte, 4096)
 	var off int64
-	hs.Read(buf, 0) // starts following
+	hs.Read(context.Background(), buf, 0) // starts following
 	var lat []time.Duration
 	for b.Loop() {
 		start := time.Now()
@@ -76,7 +77,7 @@ func BenchmarkPublishToFollow(b *testing.B) {
 		}
 		off += int64(len(line))
 		for {
-			_, info, ch, err := hs.Read(buf, off-1)
+			_, info, ch, err := hs.Read(context.Background(), buf, off-1)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -133,7 +134,7 @@ func benchLineWrites(b *testing.B, every, linger time.Duration) {
 		b.Fatal(err)
 	}
 	defer f.Release()
-	f.Read(nil, 0) // starts following
+	f.Read(context.Background(), nil, 0) // starts following
 	line := []byte("a line of build output, about eighty bytes long, as a producer writes it...\n")
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -149,7 +150,7 @@ func benchLineWrites(b *testing.B, every, linger time.Duration) {
 		buf := make([]byte, 64<<10)
 		var off int64
 		for end := int64(b.N * len(line)); off < end; {
-			p, _, changed, err := f.Read(buf, off)
+			p, _, changed, err := f.Read(context.Background(), buf, off)
 			if err != nil {
 				followed <- err
 				return

@@ -14,7 +14,7 @@ import (
 	"github.com/sluicehq/sluice/internal/tail"
 )
 
-// readTimeout bounds one Read that has to fetch from JetStream (Read takes no context).
+// readTimeout bounds one Read that has to fetch from JetStream, within its context.
 const readTimeout = 30 * time.Second
 
 // handle is one holder's reference to a shared stream. It remembers the last chunk it
@@ -26,7 +26,7 @@ type handle struct {
 
 	mu  sync.Mutex
 	cur *chunk
-	ar  *archiveReader // reads a removed stream from the archive; made by the first read
+	ar  *sluice.ArchiveReader // reads a removed stream from the archive; made by the first read
 }
 
 func (h *handle) Info() sluice.Info { return h.st.snap.Load().Info }
@@ -40,7 +40,7 @@ func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.c
 // Read serves recent bytes from the shared tail and older ones from JetStream. The first
 // Read counts the handle as a follower, which starts the stream's one subscription in
 // this process.
-func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
+func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
 	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
 		h.st.startReading()
 	}
@@ -48,7 +48,7 @@ func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}
 	if sn.Purged {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
 	}
-	b, err := h.read(sn, p, off)
+	b, err := h.read(ctx, sn, p, off)
 	if err != nil {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s at %d: %w", h.st.key, off, err)
 	}
@@ -57,11 +57,11 @@ func (h *handle) Read(p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}
 
 // read returns bytes of sn from off on: a view of the tail, or of a fetched chunk (both
 // immutable), at most len(p) bytes when p is not empty.
-func (h *handle) read(sn *snapshot, p []byte, off int64) ([]byte, error) {
+func (h *handle) read(ctx context.Context, sn *snapshot, p []byte, off int64) ([]byte, error) {
 	if b, ok := sn.Read(off); ok {
 		return b, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	if h.st.removed.Load() {
 		return h.readArchive(ctx, sn, p, off)
@@ -154,8 +154,8 @@ func (st *stream) search(ctx context.Context, off int64, last uint64) (*chunk, e
 
 // verify checks resent bytes against those stored at off, read as views of the tail
 // or of fetched chunks.
-func (h *handle) verify(sn *snapshot, off int64, p []byte) error {
-	return tail.Verify(h.st.key, off, p, func(off int64) ([]byte, error) { return h.read(sn, nil, off) })
+func (h *handle) verify(ctx context.Context, sn *snapshot, off int64, p []byte) error {
+	return sluice.Verify(off, p, func(off int64) ([]byte, error) { return h.read(ctx, sn, nil, off) })
 }
 
 func (h *handle) Release() {
@@ -167,7 +167,7 @@ func (h *handle) Release() {
 	}
 	h.mu.Lock()
 	if h.ar != nil {
-		h.ar.close()
+		h.ar.Close()
 	}
 	h.mu.Unlock()
 	h.st.store.release(h.st)

@@ -52,6 +52,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/internal/closelog"
 )
 
 // Options tune a Store. Zero values mean the defaults named on each field.
@@ -83,19 +85,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// Logger receives errors of background work; nil means slog.Default().
 	Logger *slog.Logger
-	// OnClose, if set, is called with the key of each stream closed through this Store
-	// whose archive lease this Store took (an Archiver's Enqueue): of all instances,
-	// one archives each stream. It must not block.
-	OnClose func(key string)
 	// Archive, if set, holds the bytes of archived streams whose live copy was removed
 	// (see RemoveLive): they are read from it, and purged from it with their stream.
 	Archive sluice.Archive
-	// LeaseTTL is how long an instance holds the right to archive a stream (10m); once
-	// it lapses unarchived (the instance died), ArchiveScan gives it to another.
-	LeaseTTL time.Duration
-	// ArchiveScan is how often closed streams without an archive are looked for, to
-	// take over the work of a dead instance (OnClose is called for each); 0 means never.
-	ArchiveScan time.Duration
 }
 
 // Store keeps streams in JetStream. It implements sluice.Store.
@@ -113,8 +105,8 @@ type Store struct {
 
 	fetches atomic.Int64 // messages fetched by sequence, for tests and metrics
 
-	id         string // names this instance in archive leases
-	stop, done chan struct{}
+	id     string       // names this instance in archive leases
+	closes closelog.Log // streams closed here, for the Archiver (Notify, ClosedSince)
 }
 
 var _ sluice.Store = (*Store)(nil)
@@ -154,16 +146,13 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 10 * time.Minute
-	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("nats store: %w", err)
 	}
 	s := &Store{
 		nc: nc, js: js, opts: opts, log: opts.Logger, streams: make(map[string]*stream),
-		id: newVersion(), stop: make(chan struct{}), done: make(chan struct{}),
+		id: newVersion(),
 	}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -202,7 +191,6 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err := s.retry(ctx, s.openBucket); err != nil {
 		return nil, fmt.Errorf("nats store: bucket %s: %w", opts.Bucket, err)
 	}
-	go s.scanLoop()
 	return s, nil
 }
 
@@ -251,22 +239,10 @@ func (s *Store) retry(ctx context.Context, f func(ctx context.Context) error) er
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		if sleep(ctx, wait) != nil {
+		if !backoff.Sleep(ctx, wait) {
 			return err
 		}
 		wait = min(wait*2, time.Second)
-	}
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -45,7 +45,7 @@ func follow(t *testing.T, h sluice.Stream, off int64) []byte {
 	var got []byte
 	deadline := time.After(failAfter)
 	for {
-		b, info, changed, err := h.Read(buf, off)
+		b, info, changed, err := h.Read(context.Background(), buf, off)
 		if err != nil {
 			t.Fatalf("Read at %d: %v", off, err)
 		}
@@ -92,7 +92,7 @@ func TestCreateOpenPurgeVersion(t *testing.T) {
 		t.Fatalf("other instance Info %+v, want version %q length 10", info, v1)
 	}
 	// A follower on b, waiting at the end, is ended by a purge made through a.
-	_, _, changed, err := hb.Read(make([]byte, 64), 10)
+	_, _, changed, err := hb.Read(context.Background(), make([]byte, 64), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestCreateOpenPurgeVersion(t *testing.T) {
 	case <-time.After(failAfter):
 		t.Fatal("follower on the other instance not woken by the purge")
 	}
-	if _, _, _, err := hb.Read(make([]byte, 64), 0); !errors.Is(err, sluice.ErrNotFound) {
+	if _, _, _, err := hb.Read(context.Background(), make([]byte, 64), 0); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Read after purge = %v, want ErrNotFound", err)
 	}
 	if _, err := hb.Append(ctx, 10, []byte("x")); !errors.Is(err, sluice.ErrNotFound) {
@@ -134,7 +134,7 @@ func TestFollowAcrossInstances(t *testing.T) {
 	got := make([][]byte, 5)
 	for i := range got {
 		h := open(t, sub, key)
-		h.Read(nil, 0) // starts following before any byte exists
+		h.Read(context.Background(), nil, 0) // starts following before any byte exists
 		wg.Go(func() { got[i] = follow(t, h, 0) })
 	}
 	subj := pub.subject(key, hp.Info().Version)
@@ -229,7 +229,7 @@ func TestResumeWithoutScanning(t *testing.T) {
 	const from = 250*1024 + 100
 	buf := make([]byte, 1024)
 	before := r.fetches.Load()
-	b, _, _, err := hr.Read(buf, from)
+	b, _, _, err := hr.Read(context.Background(), buf, from)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestResumeWithoutScanning(t *testing.T) {
 	before = r.fetches.Load()
 	off := int64(from + len(b))
 	for off < 300*1024 {
-		b, _, _, err := hr.Read(buf, off)
+		b, _, _, err := hr.Read(context.Background(), buf, off)
 		if err != nil || len(b) == 0 {
 			t.Fatalf("Read(%d) = %d bytes, %v", off, len(b), err)
 		}

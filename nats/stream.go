@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/tail"
 )
 
@@ -147,8 +148,11 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 	for {
 		sn := st.snap.Load()
 		info := sn.Info
-		rest, err := sn.Admit(st.key, off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
-			return h.verify(sn, off, old)
+		if sn.Purged {
+			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
+		}
+		rest, err := info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+			return h.verify(ctx, sn, off, old)
 		})
 		if errors.Is(err, sluice.ErrGap) && !refreshed { // the length may have grown elsewhere
 			refreshed = true
@@ -157,8 +161,11 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 			}
 			continue
 		}
-		if err != nil || len(rest) == 0 {
-			return info, err
+		if err != nil {
+			return info, fmt.Errorf("append to %s: %w", st.key, err)
+		}
+		if len(rest) == 0 {
+			return info, nil
 		}
 		p, off = rest, info.Length
 		n := min(len(p), st.store.opts.ChunkSize)
@@ -204,7 +211,7 @@ const lingerBelow = 2 << 10
 // A context that ends cuts the wait short: the bytes are stored already.
 func (st *stream) linger(ctx context.Context, prev, start time.Time) {
 	if l := st.store.opts.Linger; start.Sub(prev) < 2*l {
-		sleep(ctx, l-time.Since(start))
+		backoff.Sleep(ctx, l-time.Since(start))
 	}
 }
 
@@ -257,9 +264,7 @@ func (st *stream) close(ctx context.Context) (sluice.Info, error) {
 		}
 		st.apply(c)
 		st.store.unmark(ctx, st.key, st.version)
-		if st.store.opts.OnClose != nil && st.store.lease(ctx, st.key) {
-			st.store.opts.OnClose(st.key)
-		}
+		st.store.closes.Add(st.key)
 		return st.snap.Load().Info, nil
 	}
 }

@@ -86,17 +86,17 @@ func serveCluster(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			return err
 		}
 	}
-	hook := &archiveHook{}
 	opts := sluicenats.Options{
 		MaxStreamSize: c.maxStreamSize, MaxOpenStreams: c.maxOpenStreams, TailSize: c.tailSize,
-	}
-	if archive != nil {
-		opts.Archive, opts.ArchiveScan, opts.OnClose = archive, time.Minute, hook.enqueue
+		Archive: archive,
 	}
 	store, closeNATS, err := c.nats.open(ctx, opts, log)
 	if err != nil {
 		return err
 	}
 	defer closeNATS()
-	return serveStore(ctx, c, store, archive, hook, log, "nats", c.nats.urls, "archive", archive != nil)
+	// Of the instances, the one holding a stream's lease archives it; each lists the
+	// store every minute to take over the streams of one that died.
+	ao := sluice.ArchiverOptions{Leaser: store, Rescan: time.Minute}
+	return serveStore(ctx, c, store, archive, ao, log, "nats", c.nats.urls, "archive", archive != nil)
 }

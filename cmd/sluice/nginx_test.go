@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/nginxtest"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/nginxtest"
 )
 
 // startNginx runs nginx with the shipped deploy/nginx.conf, its upstream servers and

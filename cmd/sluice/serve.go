@@ -11,8 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
-	"sync/atomic"
-	"time"
+		"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
 	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/metrics"
 )
 
 const serveUsage = `Usage: sluice serve [flags]
@@ -104,7 +104,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hook := &archiveHook{}
 	store, err := file.Open(c.dataDir, file.Options{
 		SyncInterval:   c.fsyncInterval,
 		MaxStreamSize:  c.maxStreamSize,
@@ -112,40 +111,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TailSize:       c.tailSize,
 		Logger:         log,
 		Archive:        archive,
-		OnClose:        hook.enqueue,
 	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	return serveStore(ctx, c, store, archive, hook, log, "data_dir", c.dataDir)
-}
-
-// archiveHook is a store's OnClose, made before the store, that reaches the Archiver
-// made after it (an Archiver needs its store); closes before then are left to the
-// Archiver's first scan.
-type archiveHook struct {
-	a atomic.Pointer[sluice.Archiver]
-}
-
-func (h *archiveHook) enqueue(key string) {
-	if a := h.a.Load(); a != nil {
-		a.Enqueue(key)
-	}
+	return serveStore(ctx, c, store, archive, sluice.ArchiverOptions{}, log, "data_dir", c.dataDir)
 }
 
 // serveStore serves store over HTTP until ctx ends, with what the local and the cluster
-// mode share: metrics, the Archiver (when there is an archive; hook gives it the
-// store's closes), CORS, the listeners. attrs describe the store in the log.
-func serveStore(ctx context.Context, c *serveConfig, store sluice.ArchivableStore, archive sluice.Archive, hook *archiveHook, log *slog.Logger, attrs ...any) error {
+// mode share: metrics, the Archiver (when there is an archive, tuned by ao), CORS, the
+// listeners. attrs describe the store in the log.
+func serveStore(ctx context.Context, c *serveConfig, store sluice.ArchivableStore, archive sluice.Archive, ao sluice.ArchiverOptions, log *slog.Logger, attrs ...any) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	if archive != nil {
-		archiver := sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
-			Retention: c.archive.retention, Logger: log, Registerer: reg,
-		})
-		hook.a.Store(archiver)
-		stop := runArchiver(archiver, log)
+		ao.Retention, ao.Logger, ao.Metrics = c.archive.retention, log, metrics.NewArchiver(reg)
+		stop := runArchiver(sluice.NewArchiver(store, archive, ao), log)
 		defer stop() // before the store closes
 	}
 	c.http.Logger, c.http.Registry = log, reg

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	"github.com/sluicehq/sluice/metrics"
 )
 
 // Node is a store with an archive and (unless NoArchiver) an Archiver running over it,
@@ -31,15 +32,7 @@ type Options struct {
 func NewNode(t testing.TB, dir string, archive sluice.Archive, o Options) *Node {
 	t.Helper()
 	n := &Node{Registry: prometheus.NewRegistry()}
-	store, err := file.Open(dir, file.Options{
-		Archive: archive,
-		Logger:  Quiet(),
-		OnClose: func(key string) {
-			if n.Archiver != nil {
-				n.Archiver.Enqueue(key)
-			}
-		},
-	})
+	store, err := file.Open(dir, file.Options{Archive: archive, Logger: Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +43,7 @@ func NewNode(t testing.TB, dir string, archive sluice.Archive, o Options) *Node 
 		close(done)
 	} else {
 		n.Archiver = sluice.NewArchiver(store, archive, sluice.ArchiverOptions{
-			Retention: o.Retention, Logger: Quiet(), Registerer: n.Registry,
+			Retention: o.Retention, Logger: Quiet(), Metrics: metrics.NewArchiver(n.Registry),
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 		})
 		go func() {

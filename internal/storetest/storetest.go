@@ -118,7 +118,7 @@ func readAll(t *testing.T, h sluice.Stream) ([]byte, sluice.Info) {
 	t.Helper()
 	var got []byte
 	for {
-		b, info, _, err := h.Read(make([]byte, 64), int64(len(got)))
+		b, info, _, err := h.Read(context.Background(), make([]byte, 64), int64(len(got)))
 		if err != nil {
 			t.Fatalf("Read(%d): %v", len(got), err)
 		}
@@ -151,7 +151,7 @@ func createPurgeVersion(t *testing.T, open Open) {
 	if err := s.Purge(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := h.Read(make([]byte, 8), 0); !errors.Is(err, sluice.ErrNotFound) {
+	if _, _, _, err := h.Read(context.Background(), make([]byte, 8), 0); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Read of a purged stream = %v", err)
 	}
 	if created, err := s.Create(ctx, key); !created || err != nil {
@@ -170,7 +170,7 @@ func readChanged(t *testing.T, open Open) {
 	key := newKey(t)
 	s.Create(ctx, key)
 	w, r := MustOpen(t, s, key), MustOpen(t, s, key)
-	b, info, changed, err := r.Read(make([]byte, 8), 0)
+	b, info, changed, err := r.Read(context.Background(), make([]byte, 8), 0)
 	if err != nil || len(b) != 0 || info.Length != 0 {
 		t.Fatalf("Read of an empty stream = %q, %+v, %v", b, info, err)
 	}
@@ -180,7 +180,7 @@ func readChanged(t *testing.T, open Open) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("changed not closed by an append")
 	}
-	b, _, changed, _ = r.Read(make([]byte, 8), 1)
+	b, _, changed, _ = r.Read(context.Background(), make([]byte, 8), 1)
 	if string(b) != "bc" {
 		t.Fatalf("Read(1) = %q, want bc", b)
 	}
@@ -190,7 +190,7 @@ func readChanged(t *testing.T, open Open) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("changed not closed by Close")
 	}
-	if _, info, _, _ := r.Read(make([]byte, 8), 3); !info.Closed || info.Length != 3 {
+	if _, info, _, _ := r.Read(context.Background(), make([]byte, 8), 3); !info.Closed || info.Length != 3 {
 		t.Fatalf("Info after close: %+v", info)
 	}
 }

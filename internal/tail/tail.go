@@ -12,8 +12,6 @@
 package tail
 
 import (
-	"bytes"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice"
@@ -142,57 +140,4 @@ func (t *Tail) fill(p []byte, at int64, limit int) {
 		n := copy(t.blocks[i][(at-t.base)%BlockSize:], p)
 		p, at = p[n:], at+int64(n)
 	}
-}
-
-// Admit applies the rules of sluice.Stream.Append to p at off, before anything is
-// stored, for a stream in state s (key names it in errors). Bytes of p below the length
-// are stored already: they are checked with verify (see Verify) and skipped. It returns
-// the rest, the new bytes, which the store then stores at the length; none means there
-// is nothing to store. Errors wrap sluice.ErrNotFound, ErrGap, ErrClosed, or ErrTooLarge
-// when the stream would grow beyond maxSize (if positive), or else come from verify.
-func (s *Snapshot) Admit(key string, off int64, p []byte, maxSize int64, verify func(off int64, old []byte) error) ([]byte, error) {
-	info := s.Info
-	switch {
-	case s.Purged:
-		return nil, fmt.Errorf("append to %s: %w", key, sluice.ErrNotFound)
-	case off > info.Length:
-		return nil, fmt.Errorf("append to %s at %d, length %d: %w", key, off, info.Length, sluice.ErrGap)
-	}
-	if skip := info.Length - off; skip > 0 {
-		old := p[:min(int64(len(p)), skip)]
-		if err := verify(off, old); err != nil {
-			return nil, err
-		}
-		p = p[len(old):]
-	}
-	switch {
-	case len(p) == 0:
-		return nil, nil
-	case info.Closed:
-		return nil, fmt.Errorf("append to %s: %w", key, sluice.ErrClosed)
-	case maxSize > 0 && info.Length+int64(len(p)) > maxSize:
-		return nil, fmt.Errorf("append to %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, maxSize)
-	}
-	return p, nil
-}
-
-// Verify checks that p matches the stored bytes at off, which read returns a piece at
-// a time, so that a producer resending different bytes for the same offsets gets
-// sluice.ErrMismatch instead of a silent fork. key names the stream in errors.
-func Verify(key string, off int64, p []byte, read func(off int64) ([]byte, error)) error {
-	for len(p) > 0 {
-		b, err := read(off)
-		if err != nil {
-			return fmt.Errorf("verify %s at %d: %w", key, off, err)
-		}
-		if len(b) == 0 {
-			return fmt.Errorf("verify %s at %d: no bytes", key, off)
-		}
-		n := min(len(b), len(p))
-		if !bytes.Equal(b[:n], p[:n]) {
-			return fmt.Errorf("append to %s at %d: %w", key, off, sluice.ErrMismatch)
-		}
-		p, off = p[n:], off+int64(n)
-	}
-	return nil
 }
