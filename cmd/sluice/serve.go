@@ -11,7 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
-		"time"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
