@@ -3,56 +3,60 @@ package http
 import (
 	"time"
 
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/fanout"
 	"github.com/sluicehq/sluice/sse"
 )
 
 // eventStream sends a stream's bytes as Server-Sent Events in busl's framing, each
 // event's id the offset just after its last byte, so that a browser resumes by itself.
 type eventStream struct {
-	*wire
+	wire      *fanout.Wire
 	cfg       Config
 	lastWrite time.Time
 }
 
 // newSSE starts the event stream with the reconnection delay.
-func newSSE(w *wire, cfg Config) (*eventStream, error) {
+func newSSE(w *fanout.Wire, cfg Config) (*eventStream, error) {
 	t := &eventStream{wire: w, cfg: cfg, lastWrite: time.Now()}
-	if err := t.commit(sse.AppendRetry(t.buffer(), cfg.SSERetry)); err != nil {
+	if err := w.Commit(sse.AppendRetry(w.Buffer(), cfg.SSERetry)); err != nil {
 		return nil, err
 	}
-	return t, t.flush()
+	return t, w.Flush()
 }
 
-func (t *eventStream) write(b []byte, off int64, final bool) (int, error) {
-	out, n := sse.AppendEvents(t.buffer(), b, off, final)
+func (t *eventStream) Write(b []byte, off int64, info sluice.Info, final bool) (int, error) {
+	out, n := sse.AppendEvents(t.wire.Buffer(), b, off, final)
 	t.lastWrite = time.Now()
-	return n, t.commit(out)
+	return n, t.wire.Commit(out)
 }
 
-// keepalive checks that the follower is still there and sends it a comment if it would
+func (t *eventStream) Flush() error { return t.wire.Flush() }
+
+// Keepalive checks that the follower is still there and sends it a comment if it would
 // otherwise go without a byte for longer than the keepalive interval before the next
-// call (an idle() later), which also keeps proxies from timing it out.
-func (t *eventStream) keepalive() error {
-	if !alive(t.conn) {
-		return errGone
+// call (an Idle() later), which also keeps proxies from timing it out.
+func (t *eventStream) Keepalive() error {
+	if !t.wire.Alive() {
+		return fanout.ErrGone
 	}
-	if time.Since(t.lastWrite)+t.idle() <= t.cfg.SSEKeepalive {
+	if time.Since(t.lastWrite)+t.Idle() <= t.cfg.SSEKeepalive {
 		return nil
 	}
 	t.lastWrite = time.Now()
-	if err := t.commit(sse.AppendKeepalive(t.buffer())); err != nil {
+	if err := t.wire.Commit(sse.AppendKeepalive(t.wire.Buffer())); err != nil {
 		return err
 	}
-	return t.flush()
+	return t.wire.Flush()
 }
 
-func (t *eventStream) idle() time.Duration { return min(t.cfg.SSEKeepalive, t.cfg.ProbeInterval) }
+func (t *eventStream) Idle() time.Duration { return min(t.cfg.SSEKeepalive, t.cfg.ProbeInterval) }
 
 // endStream tells the follower the stream is closed, so that it does not reconnect.
 func (t *eventStream) endStream(length int64) {
-	if t.commit(sse.AppendEnd(t.buffer(), length)) == nil {
-		t.end()
+	if t.wire.Commit(sse.AppendEnd(t.wire.Buffer(), length)) == nil {
+		t.wire.End()
 		return
 	}
-	t.abort()
+	t.wire.Abort()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
@@ -1549,4 +1550,38 @@ func TestFollowerMetrics(t *testing.T) {
 		t.Fatalf("SSE ended with %v, end event %v", err, ended)
 	}
 	waitGauge("0")
+}
+
+// TestFollowerLoggedAtEnd proves that a follower's request is logged when it ends, not
+// when its connection is handed off: the line of each transport tells the bytes it was
+// sent (framing included) and why it ended.
+func TestFollowerLoggedAtEnd(t *testing.T) {
+	rl := newRequestLog()
+	ts := newTestServer(t, Config{Logger: slog.New(rl)}, file.Options{})
+	ctx := subCtx(t)
+	subCreate(t, ts, "logged")
+	mark := rl.mark()
+	raw := subGet(t, ctx, ts, "logged", "", nil)
+	sse := subGet(t, ctx, ts, "logged", "", subHeader("Accept", "text/event-stream"))
+	ws, _ := subDial(t, ctx, ts, "logged", "", nil)
+	content := subContent(50<<10, 3)
+	subPublish(t, ts, "logged", 0, content, true)
+	rawBody, _ := io.ReadAll(raw.Body)
+	io.ReadAll(sse.Body)
+	subReadWS(ctx, ws)
+	subEqual(t, "raw follower", rawBody, content)
+	lines := rl.waitN(t, mark, http.MethodGet, "/streams/logged", 3)
+	byStatus := map[int][]loggedRequest{}
+	for _, l := range lines {
+		byStatus[l.status] = append(byStatus[l.status], l)
+		if l.outcome != "closed" {
+			t.Errorf("follower logged with outcome %q, want closed: %+v", l.outcome, l)
+		}
+		if l.bytes < int64(len(content)) {
+			t.Errorf("follower logged %d bytes, want at least the stream's %d: %+v", l.bytes, len(content), l)
+		}
+	}
+	if len(byStatus[http.StatusOK]) != 2 || len(byStatus[http.StatusSwitchingProtocols]) != 1 {
+		t.Errorf("logged %+v, want two 200s (raw, SSE) and a 101 (WebSocket)", lines)
+	}
 }

@@ -1,15 +1,10 @@
 package http
 
 import (
-	"os"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice"
 )
-
-// errWriteTimeout marks a write that hit its deadline: the follower was stalled.
-var errWriteTimeout = os.ErrDeadlineExceeded
 
 // metrics are the server's Prometheus collectors, all named sluice_*.
 type metrics struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/fanout"
 )
 
 // bodyPool holds publish buffers, larger than a follower's so that a fast producer costs
@@ -41,11 +42,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.metrics.conflicts.Inc()
 	case errors.Is(err, sluice.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
-	case errors.Is(err, sluice.ErrTooManyStreams), errors.Is(err, errTooManyFollowers), errors.Is(err, errDraining):
+	case errors.Is(err, sluice.ErrTooManyStreams), errors.Is(err, fanout.ErrTooManyFollowers), errors.Is(err, errDraining):
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}
-	if code >= 500 && !errors.Is(err, errDraining) && !errors.Is(err, errTooManyFollowers) && !errors.Is(err, sluice.ErrTooManyStreams) {
+	if code >= 500 && !errors.Is(err, errDraining) && !errors.Is(err, fanout.ErrTooManyFollowers) && !errors.Is(err, sluice.ErrTooManyStreams) {
 		logger(r.Context()).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	http.Error(w, err.Error(), code)
@@ -183,14 +184,14 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
 func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stream, off int64) (sluice.Info, error) {
 	ctl := http.NewResponseController(w)
 	cutShort := func() { ctl.SetReadDeadline(time.Now()) }
-	stop := context.AfterFunc(s.drain, cutShort)
+	stop := context.AfterFunc(s.fan.Draining(), cutShort)
 	defer stop()
 	small := make([]byte, smallBody)
 	info := st.Info()
 	for {
 		// A deadline set just as the drain began must not undo the drain's.
 		ctl.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		if s.drain.Err() != nil {
+		if s.fan.Draining().Err() != nil {
 			cutShort()
 		}
 		b, big, rerr := readBody(r.Body, small)
@@ -208,7 +209,7 @@ func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, st sluice.Stre
 		switch {
 		case rerr == io.EOF:
 			return info, nil
-		case rerr != nil && s.drain.Err() != nil:
+		case rerr != nil && s.fan.Draining().Err() != nil:
 			return info, errDraining
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
 			return info, fmt.Errorf("%w: publish body: no bytes for %v", errBadRequest, s.cfg.ReadTimeout)

@@ -961,3 +961,58 @@ func TestIdleProducersCostLittle(t *testing.T) {
 		return nil
 	})
 }
+
+// TestShutdownClosesStalledFollowers proves "Shutdown keeps its promise": after the
+// grace period, raw and SSE followers stalled in a write (their clients read nothing)
+// are closed too, so that Serve returns within the grace, not a write timeout later.
+// The write timeout here is a minute; the grace a quarter of a second.
+func TestShutdownClosesStalledFollowers(t *testing.T) {
+	ts := newTestServer(t, Config{WriteTimeout: time.Minute, ShutdownGrace: 250 * time.Millisecond}, file.Options{SyncInterval: time.Second})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	path := "/streams/resources/stalled-at-shutdown"
+	resCreate(t, ts.url+path)
+	var fs []*resFollower
+	for _, kind := range []string{"raw", "sse"} {
+		f, err := resDial(addr, path, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.conn.Close()
+		f.conn.SetDeadline(time.Time{})
+		fs = append(fs, f) // nothing reads it from here on
+	}
+	const total = 32 << 20 // far more than both sockets' buffers hold
+	req, _ := http.NewRequest(http.MethodPost, ts.url+path+"?", &resPattern{left: total})
+	req.Header.Set("Stream-Close", "false")
+	req.ContentLength = -1
+	resp, err := resHTTP.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// Both followers are stuck in a write once what they were sent stops growing.
+	var last float64
+	resEventually(t, 20*time.Second, "both followers stall", func() (bool, string) {
+		sent := resMetric(t, ts.url, "sluice_sent_bytes_total")
+		steady := sent == last && sent > 0
+		last = sent
+		time.Sleep(100 * time.Millisecond)
+		return steady, fmt.Sprintf("sluice_sent_bytes_total %v", sent)
+	})
+	if last >= 2*total {
+		t.Fatalf("followers were sent %v bytes: they did not stall", last)
+	}
+	start := time.Now()
+	ts.stop()
+	took := time.Since(start)
+	t.Logf("Serve returned %v after the shutdown began", took)
+	if took > 20*time.Second {
+		t.Fatalf("Serve returned %v after the shutdown began, with a grace of 250ms", took)
+	}
+	for _, f := range fs {
+		f.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if n, err := io.Copy(io.Discard, f.conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("a stalled follower's connection after shutdown: %v after %d bytes, want its end", err, n)
+		}
+	}
+}

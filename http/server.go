@@ -13,14 +13,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/fanout"
 )
 
 // Config tunes a Server. Zero values mean the defaults named on each field.
@@ -88,36 +87,21 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 
-	// drain is cancelled when shutdown begins: followers end so that they reconnect
-	// elsewhere, publishers stop reading with every received byte stored.
-	drain     context.Context
-	stopDrain context.CancelFunc
-	// hijacked counts WebSocket followers, which http.Server.Shutdown neither waits for
-	// nor closes; kill ends them when the grace period is over.
-	hijacked sync.WaitGroup
-	kill     context.Context
-	stopKill context.CancelFunc
-
-	turns turns // caught-up followers waiting for their stream to grow (turns.go)
-
-	followers      atomic.Int64
-	mu             sync.Mutex
-	streamFollowed map[string]int
-	recent         recentKeys // for the index page (viewer.go), when Config.Index
+	// fan is the followers: it ends them on a drain, and owns those on hijacked
+	// connections (internal/fanout).
+	fan    *fanout.Fanout
+	recent recentKeys // for the index page (viewer.go), when Config.Index
 }
 
 // NewServer returns a Server for store.
 func NewServer(store sluice.Store, cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{
-		store:          store,
-		cfg:            cfg,
-		log:            cfg.Logger,
-		streamFollowed: make(map[string]int),
+		store: store,
+		cfg:   cfg,
+		log:   cfg.Logger,
+		fan:   fanout.New(fanout.Config{MaxFollowers: cfg.MaxFollowers, MaxStreamFollowers: cfg.MaxStreamFollowers}),
 	}
-	s.drain, s.stopDrain = context.WithCancel(context.Background())
-	s.kill, s.stopKill = context.WithCancel(context.Background())
-	s.turns.stop = s.drain.Done()
 	s.metrics = newMetrics(cfg.Registry, store)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "OK") })
@@ -143,12 +127,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &recorder{ResponseWriter: w}
-	start := time.Now()
-	log := s.log.With("request_id", id)
-	r = r.WithContext(withLogger(r.Context(), log))
+	rl := &requestLog{log: s.log.With("request_id", id), method: r.Method, path: r.URL.Path, start: time.Now()}
+	r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rl))
 	defer func() {
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status(),
-			"bytes", rec.bytes, "duration", time.Since(start))
+		if !rl.handedOff {
+			rl.write(rec.status(), rec.bytes)
+		}
 	}()
 	if s.cfg.Index && (r.URL.Path == "/" || r.URL.Path == "/streams/") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		s.serveIndex(rec, r) // viewer.go
@@ -199,7 +183,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.drain.Err() != nil {
+	if s.fan.Draining().Err() != nil {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -209,7 +193,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Drain begins a graceful shutdown: /readyz answers 503, followers are ended so that they
 // reconnect (SSE cleanly, raw by an aborted response, WebSocket with a close frame), and
 // publish bodies stop being read, with every byte received so far stored.
-func (s *Server) Drain() { s.stopDrain() }
+func (s *Server) Drain() { s.fan.Drain() }
 
 // Serve serves on ln until ctx is done, then drains and shuts down within the grace
 // period, forcing connections closed after it. The http.Server it runs has no global
@@ -234,18 +218,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(grace)
-	hijackedDone := make(chan struct{})
-	go func() { s.hijacked.Wait(); close(hijackedDone) }()
-	select {
-	case <-hijackedDone:
-	case <-grace.Done():
-		err = grace.Err()
+	// Followers on hijacked connections are the Fanout's: http.Server.Shutdown neither
+	// waits for them nor closes them. After the grace, every connection is closed, a
+	// follower's in the middle of a stalled write too.
+	if ferr := s.fan.Shutdown(grace); err == nil {
+		err = ferr
 	}
 	if err != nil {
-		s.log.Warn("shutdown grace period over, closing connections", "err", err)
+		s.log.Warn("shutdown grace period over, connections closed", "err", err)
 		srv.Close()
-		s.stopKill()
-		<-hijackedDone
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
@@ -347,15 +328,36 @@ func (r *recorder) status() int {
 	return r.code
 }
 
-type loggerKey struct{}
-
-func withLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
+// requestLog writes a request's log line when it ends: when its handler returns, or,
+// for a follower handed off to a goroutine of its own, when the follower ends, so that
+// the line tells the bytes it was sent and how long it followed.
+type requestLog struct {
+	log          *slog.Logger
+	method, path string
+	start        time.Time
+	handedOff    bool
 }
 
-func logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+type requestKey struct{}
+
+// requestOf returns the log of the request whose context is ctx.
+func requestOf(ctx context.Context) *requestLog {
+	if rl, ok := ctx.Value(requestKey{}).(*requestLog); ok {
+		return rl
 	}
-	return slog.Default()
+	return &requestLog{log: slog.Default(), start: time.Now()}
 }
+
+// handOff takes the log line from the handler: the follower calls done when it ends.
+func (rl *requestLog) handOff() (done func(status int, bytes int64, attrs ...any)) {
+	rl.handedOff = true
+	return func(status int, bytes int64, attrs ...any) { rl.write(status, bytes, attrs...) }
+}
+
+func (rl *requestLog) write(status int, bytes int64, attrs ...any) {
+	rl.log.Info("request", append([]any{"method", rl.method, "path", rl.path, "status", status,
+		"bytes", bytes, "duration", time.Since(rl.start)}, attrs...)...)
+}
+
+// logger returns the request's logger, which names its Request-Id.
+func logger(ctx context.Context) *slog.Logger { return requestOf(ctx).log }

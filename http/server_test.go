@@ -212,26 +212,27 @@ func waitStored(t testing.TB, ts *testServer, key string, n int64) {
 	}
 }
 
-// requestLog is a slog handler that records the server's request log lines, so a test can
+// testRequestLog is a slog handler that records the server's request log lines, so a test can
 // wait until the server has finished with a request whose client went away.
-type requestLog struct {
+type testRequestLog struct {
 	mu      sync.Mutex
 	done    []loggedRequest
 	changed chan struct{}
 }
 
 type loggedRequest struct {
-	method, path string
-	status       int
+	method, path, outcome string
+	status                int
+	bytes                 int64
 }
 
-func newRequestLog() *requestLog { return &requestLog{changed: make(chan struct{})} }
+func newRequestLog() *testRequestLog { return &testRequestLog{changed: make(chan struct{})} }
 
-func (l *requestLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *requestLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *requestLog) WithGroup(string) slog.Handler            { return l }
+func (l *testRequestLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *testRequestLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *testRequestLog) WithGroup(string) slog.Handler            { return l }
 
-func (l *requestLog) Handle(_ context.Context, r slog.Record) error {
+func (l *testRequestLog) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "request" {
 		return nil
 	}
@@ -244,6 +245,10 @@ func (l *requestLog) Handle(_ context.Context, r slog.Record) error {
 			lr.path = a.Value.String()
 		case "status":
 			lr.status = int(a.Value.Int64())
+		case "bytes":
+			lr.bytes = a.Value.Int64()
+		case "outcome":
+			lr.outcome = a.Value.String()
 		}
 		return true
 	})
@@ -256,7 +261,7 @@ func (l *requestLog) Handle(_ context.Context, r slog.Record) error {
 }
 
 // mark returns how many requests the server has finished so far, for wait.
-func (l *requestLog) mark() int {
+func (l *testRequestLog) mark() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.done)
@@ -264,16 +269,27 @@ func (l *requestLog) mark() int {
 
 // wait returns the status of the first request for method and path that the server
 // finished after mark, waiting for the server to finish one.
-func (l *requestLog) wait(t testing.TB, mark int, method, path string) int {
+func (l *testRequestLog) wait(t testing.TB, mark int, method, path string) int {
+	t.Helper()
+	return l.waitN(t, mark, method, path, 1)[0].status
+}
+
+// waitN returns the first n requests for method and path that the server finished
+// after mark, waiting for the server to finish them.
+func (l *testRequestLog) waitN(t testing.TB, mark int, method, path string, n int) []loggedRequest {
 	t.Helper()
 	deadline := time.After(testTimeout)
 	for {
 		l.mu.Lock()
+		var found []loggedRequest
 		for _, r := range l.done[mark:] {
 			if r.method == method && r.path == path {
-				l.mu.Unlock()
-				return r.status
+				found = append(found, r)
 			}
+		}
+		if len(found) >= n {
+			l.mu.Unlock()
+			return found[:n]
 		}
 		changed := l.changed
 		l.mu.Unlock()

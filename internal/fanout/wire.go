@@ -1,4 +1,4 @@
-package http
+package fanout
 
 import (
 	"bytes"
@@ -23,9 +23,10 @@ const chunkRoom = 18
 // wirePool holds output buffers; a follower holds one only between a write and its flush.
 var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-// wire writes a response body to a hijacked HTTP/1.x connection, as chunks for HTTP/1.1
-// so that a clean end is told apart from a cut connection.
-type wire struct {
+// Wire writes a response body to a hijacked HTTP/1.x connection, as chunks for HTTP/1.1
+// so that a clean end is told apart from a cut connection. Transports frame bytes into
+// its Buffer and Commit them; the follower loop flushes.
+type Wire struct {
 	conn    net.Conn
 	chunked bool
 	timeout time.Duration
@@ -37,13 +38,15 @@ type wire struct {
 	pending  []byte
 	written  int
 	writeErr error
+	total    int64               // bytes written, framing included
 	flushed  prometheus.Observer // flush latency
 	sent     prometheus.Counter  // bytes sent, for this transport
 }
 
-// hijack takes the connection of w and writes a 200 response head with the headers set on
-// w, so the follower gets them at once, before any data.
-func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Duration, m *metrics) (*wire, error) {
+// Hijack takes the connection of w and writes a 200 response head with the headers set
+// on w, so the follower gets them at once, before any data. timeout bounds each write
+// that cannot go at once; flushed observes flush latencies, and sent counts bytes.
+func Hijack(w http.ResponseWriter, r *http.Request, timeout time.Duration, flushed prometheus.Observer, sent prometheus.Counter) (*Wire, error) {
 	h := w.Header().Clone()
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -65,15 +68,14 @@ func hijack(w http.ResponseWriter, r *http.Request, kind string, timeout time.Du
 		conn.Close()
 		return nil, fmt.Errorf("write response head: %w", err)
 	}
-	wi := &wire{conn: conn, chunked: chunked, timeout: timeout,
-		flushed: m.flushSeconds, sent: m.bytesOut.WithLabelValues(kind)}
+	wi := &Wire{conn: conn, chunked: chunked, timeout: timeout, flushed: flushed, sent: sent}
 	wi.canTry()
 	conn.SetWriteDeadline(time.Time{})
 	return wi, nil
 }
 
-// buffer returns the pending output to append to; Write and flush take it back.
-func (w *wire) buffer() []byte {
+// Buffer returns the pending output to append to; Commit takes it back.
+func (w *Wire) Buffer() []byte {
 	if w.out == nil {
 		w.out = wirePool.Get().(*[]byte)
 		*w.out = append((*w.out)[:0], make([]byte, chunkRoom)...)
@@ -81,23 +83,32 @@ func (w *wire) buffer() []byte {
 	return *w.out
 }
 
-// commit stores b, the pending output grown by append, flushing when it is large.
-func (w *wire) commit(b []byte) error {
+// Commit stores b, the pending output grown by append, flushing when it is large.
+func (w *Wire) Commit(b []byte) error {
 	*w.out = b
 	if len(b) >= 64<<10 {
-		return w.flush()
+		return w.Flush()
 	}
 	return nil
 }
 
 // Write adds p to the pending output.
-func (w *wire) Write(p []byte) (int, error) {
-	return len(p), w.commit(append(w.buffer(), p...))
+func (w *Wire) Write(p []byte) (int, error) {
+	return len(p), w.Commit(append(w.Buffer(), p...))
 }
 
-// flush sends the pending output as one chunk in one write, under the write deadline, and
+// Sent reports the bytes written so far, framing included (not the response head).
+func (w *Wire) Sent() int64 { return w.total }
+
+// Conn is the connection beneath.
+func (w *Wire) Conn() net.Conn { return w.conn }
+
+// Alive reports whether the peer is still there, without blocking (see alive).
+func (w *Wire) Alive() bool { return alive(w.conn) }
+
+// Flush sends the pending output as one chunk in one write, under the write deadline, and
 // gives the buffer back.
-func (w *wire) flush() error {
+func (w *Wire) Flush() error {
 	if w.out == nil {
 		return nil
 	}
@@ -120,13 +131,14 @@ func (w *wire) flush() error {
 	n, err := w.write(b[start:])
 	w.flushed.Observe(time.Since(now).Seconds())
 	w.sent.Add(float64(n))
+	w.total += int64(n)
 	return err
 }
 
 // write sends b. It first tries without waiting, which is how nearly every write to a
 // follower that keeps up goes, and needs no deadline, sparing a timer update per write;
 // only what the socket cannot take at once is written under the write deadline.
-func (w *wire) write(b []byte) (int, error) {
+func (w *Wire) write(b []byte) (int, error) {
 	n := 0
 	if w.raw != nil {
 		w.pending = b
@@ -145,18 +157,18 @@ func (w *wire) write(b []byte) (int, error) {
 	return n + m, err
 }
 
-func (w *wire) release() {
+func (w *Wire) release() {
 	if w.out != nil && cap(*w.out) <= 256<<10 {
 		wirePool.Put(w.out)
 	}
 	w.out = nil
 }
 
-// end finishes the response cleanly: pending output, the last chunk, then the connection
+// End finishes the response cleanly: pending output, the last chunk, then the connection
 // is closed after the client's unread bytes are drained, so that it gets a FIN, not a RST
 // that could discard the response's last bytes.
-func (w *wire) end() {
-	if err := w.flush(); err == nil && w.chunked {
+func (w *Wire) End() {
+	if err := w.Flush(); err == nil && w.chunked {
 		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		w.conn.Write([]byte("0\r\n\r\n"))
 	}
@@ -167,8 +179,8 @@ func (w *wire) end() {
 	w.conn.Close()
 }
 
-// abort cuts the response short: the client sees it incomplete and resumes by offset.
-func (w *wire) abort() {
+// Abort cuts the response short: the client sees it incomplete and resumes by offset.
+func (w *Wire) Abort() {
 	w.release()
 	w.conn.Close()
 }

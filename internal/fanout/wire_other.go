@@ -1,6 +1,6 @@
 //go:build !unix
 
-package http
+package fanout
 
 // canTry leaves w writing through the connection alone, always under the deadline.
-func (w *wire) canTry() {}
+func (w *Wire) canTry() {}

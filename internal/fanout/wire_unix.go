@@ -1,11 +1,11 @@
 //go:build unix
 
-package http
+package fanout
 
 import "syscall"
 
 // canTry sets w up to write without waiting, where the connection allows it.
-func (w *wire) canTry() {
+func (w *Wire) canTry() {
 	sc, ok := w.conn.(syscall.Conn)
 	if !ok {
 		return
@@ -20,7 +20,7 @@ func (w *wire) canTry() {
 
 // tryWrite writes w.pending without waiting; it is w.raw.Write's callback, made once
 // per follower (a method value), so that a write allocates nothing.
-func (w *wire) tryWrite(fd uintptr) bool {
+func (w *Wire) tryWrite(fd uintptr) bool {
 	w.written, w.writeErr = 0, nil
 	for w.written < len(w.pending) {
 		n, err := syscall.Write(int(fd), w.pending[w.written:])

@@ -1,0 +1,210 @@
+// Package fanout delivers a stream's bytes to its followers, whatever their protocol:
+// the follower loop (read what is stored, write it, wait for more), the turns in which
+// caught-up followers wait, and the writer of hijacked connections. Each protocol (busl's
+// raw and SSE, WebSocket, Durable Streams) only frames bytes, in a Transport.
+//
+// A Fanout owns its followers: it counts them against the limits, ends those of one
+// stream on demand (End: a purge, a revoked capability), ends them all when the server
+// drains, and owns the goroutines of followers on hijacked connections, whose
+// connections it closes when a shutdown's grace period is over.
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// ErrTooManyFollowers refuses a follower beyond the configured limits.
+var ErrTooManyFollowers = errors.New("too many followers")
+
+// Config tunes a Fanout.
+type Config struct {
+	// MaxFollowers and MaxStreamFollowers bound followers in all and per stream; 0 means
+	// no limit.
+	MaxFollowers, MaxStreamFollowers int
+}
+
+// Fanout is the followers of a server's streams.
+type Fanout struct {
+	cfg   Config
+	turns turns
+
+	drain     context.Context // done when the server drains: followers end
+	stopDrain context.CancelFunc
+	kill      context.Context // done when a shutdown's grace is over
+	stopKill  context.CancelFunc
+
+	mu        sync.Mutex
+	followers int
+	keys      map[string]*keyState
+	conns     map[net.Conn]struct{} // of followers on goroutines of the Fanout's own
+	owned     sync.WaitGroup        // those goroutines
+	killed    bool
+}
+
+// keyState is what the Fanout knows of one stream's followers.
+type keyState struct {
+	n     int
+	ended chan struct{} // closed by End; replaced for later followers
+}
+
+// New returns a Fanout with no followers.
+func New(cfg Config) *Fanout {
+	f := &Fanout{cfg: cfg, keys: make(map[string]*keyState), conns: make(map[net.Conn]struct{})}
+	f.drain, f.stopDrain = context.WithCancel(context.Background())
+	f.kill, f.stopKill = context.WithCancel(context.Background())
+	f.turns.stop = f.drain.Done()
+	return f
+}
+
+// Member is one follower's place among a stream's followers, from Join to Leave.
+type Member struct {
+	f     *Fanout
+	key   string
+	ended <-chan struct{}
+	once  sync.Once
+}
+
+// Join counts a follower of the stream of key, or refuses it beyond the limits with
+// ErrTooManyFollowers. The follower calls Leave when it ends.
+func (f *Fanout) Join(key string) (*Member, error) {
+	// The checks and the counting happen under f.mu, so that followers arriving at
+	// once cannot all pass a check before any is counted.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ks := f.keys[key]
+	if max := f.cfg.MaxFollowers; max > 0 && f.followers >= max {
+		return nil, fmt.Errorf("%w: the server has %d (limit %d)", ErrTooManyFollowers, f.followers, max)
+	}
+	if max := f.cfg.MaxStreamFollowers; max > 0 && ks != nil && ks.n >= max {
+		return nil, fmt.Errorf("%w: the stream has %d (limit %d)", ErrTooManyFollowers, ks.n, max)
+	}
+	if ks == nil {
+		ks = &keyState{ended: make(chan struct{})}
+		f.keys[key] = ks
+	}
+	ks.n++
+	f.followers++
+	return &Member{f: f, key: key, ended: ks.ended}, nil
+}
+
+// Leave uncounts the follower; calling it again does nothing.
+func (m *Member) Leave() {
+	m.once.Do(func() {
+		f := m.f
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.followers--
+		if ks := f.keys[m.key]; ks != nil {
+			if ks.n--; ks.n == 0 {
+				delete(f.keys, m.key)
+			}
+		}
+	})
+}
+
+// Ended is closed when End ends the stream's followers.
+func (m *Member) Ended() <-chan struct{} { return m.ended }
+
+// Followers reports how many followers are counted now.
+func (f *Fanout) Followers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.followers
+}
+
+// End ends the followers that the stream of key has now (their Follow returns
+// OutcomeEnded); later followers are not affected.
+func (f *Fanout) End(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ks := f.keys[key]; ks != nil {
+		close(ks.ended)
+		ks.ended = make(chan struct{})
+	}
+}
+
+// Drain ends every follower (Follow returns OutcomeDrained), as a shutdown begins.
+func (f *Fanout) Drain() { f.stopDrain() }
+
+// Draining is done once Drain was called.
+func (f *Fanout) Draining() context.Context { return f.drain }
+
+// Go runs fn on a goroutine that the Fanout owns, for a follower on the hijacked
+// connection conn: Shutdown waits for it, and closes conn if it outlives the grace.
+func (f *Fanout) Go(conn net.Conn, fn func()) {
+	f.mu.Lock()
+	if f.killed {
+		f.mu.Unlock()
+		conn.Close()
+		return
+	}
+	f.conns[conn] = struct{}{}
+	f.owned.Add(1)
+	f.mu.Unlock()
+	go func() {
+		defer f.owned.Done()
+		defer func() {
+			f.mu.Lock()
+			delete(f.conns, conn)
+			f.mu.Unlock()
+		}()
+		fn()
+	}()
+}
+
+// Hold counts a follower that the Fanout does not run (a WebSocket handler's), so that
+// Shutdown waits for it; it calls release when it ends, and must end once Killed is
+// done.
+func (f *Fanout) Hold() (release func()) {
+	f.owned.Add(1)
+	return f.owned.Done
+}
+
+// Killed is done once a shutdown's grace period is over.
+func (f *Fanout) Killed() context.Context { return f.kill }
+
+// Shutdown waits for the goroutines of Go (and the holders of Hold) to end, until ctx
+// is done; then it closes their connections (and ends Killed), which ends every write
+// and wait of theirs at once, and waits for them. Call Drain first, so that they end by themselves. It reports ctx's error if the
+// grace period ran out.
+func (f *Fanout) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { f.owned.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	f.killed = true
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.stopKill()
+	<-done
+	return ctx.Err()
+}
+
+// Wait waits, in turns with the stream's other followers (see turns), until changed is
+// closed, or the member is ended, the server drains or ctx is done: a long-poll's wait
+// for the stream to grow. It reports false unless the change came.
+func (f *Fanout) Wait(ctx context.Context, m *Member, changed <-chan struct{}, timeout time.Duration) bool {
+	tn := f.turns.wait(m.key, changed)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tn.ready:
+		return f.drain.Err() == nil
+	case <-t.C:
+	case <-m.ended:
+	case <-ctx.Done():
+	}
+	f.turns.leave(m.key, tn)
+	return false
+}
