@@ -35,6 +35,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, errBadRequest), errors.Is(err, sluice.ErrInvalidKey):
 		code = http.StatusBadRequest
+	case errors.Is(err, sluice.ErrUnauthorized):
+		code = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+	case errors.Is(err, sluice.ErrForbidden):
+		code = http.StatusForbidden
 	case errors.Is(err, sluice.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, sluice.ErrGap), errors.Is(err, sluice.ErrMismatch), errors.Is(err, sluice.ErrClosed):

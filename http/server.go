@@ -54,6 +54,9 @@ type Config struct {
 	// Index serves a page listing the streams written since the server started at /
 	// and /streams/ (off: stream keys may be secret).
 	Index bool
+	// Authorizer decides what each request may do (sluice.OpRead on a key, ...); nil
+	// means sluice.AllowAll, an open server.
+	Authorizer sluice.Authorizer
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +74,9 @@ func (c *Config) setDefaults() {
 	def(&c.ProbeInterval, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Authorizer == nil {
+		c.Authorizer = sluice.AllowAll{}
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
@@ -108,7 +114,11 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
-	s.mux.HandleFunc("POST /streams", s.createRandom)
+	s.mux.HandleFunc("POST /streams", func(w http.ResponseWriter, r *http.Request) {
+		if s.authorize(w, r, "", sluice.OpCreate) { // "": a key of the server's choosing
+			s.createRandom(w, r)
+		}
+	})
 	s.mux.HandleFunc("GET /_sluice/{file}", s.serveViewerAsset)
 	return s
 }
@@ -128,14 +138,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := &recorder{ResponseWriter: w}
 	rl := &requestLog{log: s.log.With("request_id", id), method: r.Method, path: r.URL.Path, start: time.Now()}
-	r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rl))
+	ctx := context.WithValue(r.Context(), requestKey{}, rl)
+	r = r.WithContext(sluice.WithCredentials(ctx, credentials(r)))
 	defer func() {
 		if !rl.handedOff {
 			rl.write(rec.status(), rec.bytes)
 		}
 	}()
 	if s.cfg.Index && (r.URL.Path == "/" || r.URL.Path == "/streams/") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		s.serveIndex(rec, r) // viewer.go
+		if s.authorize(rec, r, "", sluice.OpList) {
+			s.serveIndex(rec, r) // viewer.go
+		}
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/streams/") {
@@ -162,6 +175,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	op, ok := streamOp(r)
+	if ok && !s.authorize(w, r, key, op) {
+		return
+	}
 	if s.cfg.Index && (r.Method == http.MethodPut || r.Method == http.MethodPost) {
 		s.recent.note(key)
 	}
@@ -180,6 +197,52 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// streamOp is the operation a request on a stream asks for, if its method has one.
+func streamOp(r *http.Request) (sluice.Op, bool) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return sluice.OpRead, true
+	case http.MethodPut:
+		return sluice.OpCreate, true
+	case http.MethodPost:
+		return sluice.OpPublish, true
+	case http.MethodDelete:
+		if r.URL.Query().Get("purge") == "true" {
+			return sluice.OpPurge, true
+		}
+		return sluice.OpClose, true
+	}
+	return "", false
+}
+
+// authorize asks the Authorizer whether the request may do op on key, and answers
+// 401 or 403 if not: every route passes through it before it touches the store.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, key string, op sluice.Op) bool {
+	err := s.cfg.Authorizer.Authorize(r.Context(), key, op)
+	if err == nil {
+		return true
+	}
+	s.fail(w, r, err)
+	return false
+}
+
+// credentials reads what the request presented: a bearer token (Authorization, or
+// ?token= for EventSource and WebSocket, which cannot set headers), or HTTP Basic,
+// whose password is taken for a token too (busltee puts it in its URL's user-info).
+func credentials(r *http.Request) sluice.Credentials {
+	var c sluice.Credentials
+	if user, pass, ok := r.BasicAuth(); ok {
+		c.User, c.Password, c.Token = user, pass, pass
+	}
+	if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		c.Token = strings.TrimSpace(v[7:])
+	}
+	if c.Token == "" {
+		c.Token = r.URL.Query().Get("token")
+	}
+	return c
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

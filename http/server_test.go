@@ -3,7 +3,10 @@ package http
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -905,5 +908,87 @@ func TestErrorBodies(t *testing.T) {
 			!strings.ContainsFunc(line, unicode.IsLetter) || strings.Contains(line, "<") {
 			t.Errorf("%s %s (%d): body %q is not one human-readable line", c.method, shorten(c.target), resp.StatusCode, body)
 		}
+	}
+}
+
+// recordingAuthorizer records what each request asked for, and refuses what refuse
+// says.
+type recordingAuthorizer struct {
+	mu     sync.Mutex
+	asked  []string // "op key token"
+	refuse func(key string, op sluice.Op) error
+}
+
+func (a *recordingAuthorizer) Authorize(ctx context.Context, key string, op sluice.Op) error {
+	a.mu.Lock()
+	a.asked = append(a.asked, string(op)+" "+key+" "+sluice.CredentialsFrom(ctx).Token)
+	a.mu.Unlock()
+	if a.refuse != nil {
+		return a.refuse(key, op)
+	}
+	return nil
+}
+
+func (a *recordingAuthorizer) take() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.asked
+	a.asked = nil
+	return out
+}
+
+// TestEveryRouteAuthorizes proves that every route passes through the Authorizer with
+// the operation it asks for and the credentials the request carried (Bearer, ?token=,
+// or a Basic password), and that a refusal is 401 (with WWW-Authenticate) or 403, with
+// nothing stored.
+func TestEveryRouteAuthorizes(t *testing.T) {
+	az := &recordingAuthorizer{}
+	ts := newTestServer(t, Config{Authorizer: az, Index: true}, file.Options{})
+	bearer := []string{"Authorization", "Bearer tok"}
+	steps := []struct {
+		method, path string
+		h            []string
+		want         string
+	}{
+		{http.MethodPut, "/streams/a/b", bearer, "create a/b tok"},
+		{http.MethodPost, "/streams/a/b", bearer, "publish a/b tok"},
+		{http.MethodGet, "/streams/a/b?token=q", nil, "read a/b q"},
+		{http.MethodHead, "/streams/a/b", bearer, "read a/b tok"},
+		{http.MethodDelete, "/streams/a/b", bearer, "close a/b tok"},
+		{http.MethodGet, "/streams/", bearer, "list  tok"},
+		{http.MethodPost, "/streams", bearer, "create  tok"},
+		{http.MethodDelete, "/streams/a/b?purge=true", []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("u:pw"))}, "purge a/b pw"},
+	}
+	for _, st := range steps {
+		resp, body := call(t, st.method, ts.url+st.path, nil, st.h...)
+		if resp.StatusCode >= 400 {
+			t.Fatalf("%s %s: %s %s", st.method, st.path, resp.Status, body)
+		}
+		if got := az.take(); len(got) != 1 || got[0] != st.want {
+			t.Errorf("%s %s asked %q, want [%q]", st.method, st.path, got, st.want)
+		}
+	}
+	az.refuse = func(key string, op sluice.Op) error {
+		if op == sluice.OpPublish {
+			return fmt.Errorf("no: %w", sluice.ErrForbidden)
+		}
+		return fmt.Errorf("no: %w", sluice.ErrUnauthorized)
+	}
+	resp, body := call(t, http.MethodPut, ts.url+"/streams/refused", nil)
+	wantStatus(t, resp, body, http.StatusUnauthorized)
+	if resp.Header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+	req, _ := http.NewRequest(http.MethodPost, ts.url+"/streams/refused", strings.NewReader("secret bytes"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("refused publish: %s, want 403", resp.Status)
+	}
+	if _, err := ts.store.Open(context.Background(), "refused"); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("a refused create and publish left a stream behind: %v", err)
 	}
 }
