@@ -3,232 +3,383 @@ package sluice_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
+	"hash/crc32"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
-	"sync/atomic"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/file"
-	"github.com/sluicehq/sluice/internal/archivetest"
 	"go.uber.org/goleak"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/mock"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func openArchive(t *testing.T) *file.Archive {
-	t.Helper()
-	a, err := file.OpenArchive(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+// fakeStore is a mock store of closed streams held in memory, with the archive calls
+// recorded, for the Archiver's fault-injection tests.
+type fakeStore struct {
+	mock.Store
+	mu       sync.Mutex
+	data     map[string][]byte
+	records  map[string]sluice.ArchiveRecord
+	removed  map[string]bool
+	closes   []string
+	notify   chan struct{}
+	keep     int // ClosedSince forgets all but the last keep closes; 0 keeps all
+	listings int
+}
+
+func newFakeStore(streams map[string]string) *fakeStore {
+	s := &fakeStore{data: map[string][]byte{}, records: map[string]sluice.ArchiveRecord{}, removed: map[string]bool{}, notify: make(chan struct{})}
+	for k, v := range streams {
+		s.data[k] = []byte(v)
+	}
+	s.OpenFn = func(ctx context.Context, key string) (sluice.Stream, error) {
+		s.mu.Lock()
+		b, ok := s.data[key]
+		s.mu.Unlock()
+		if !ok {
+			return nil, sluice.ErrNotFound
+		}
+		return streamOf(b), nil
+	}
+	s.NotifyFn = func() <-chan struct{} { s.mu.Lock(); defer s.mu.Unlock(); return s.notify }
+	s.ClosedSinceFn = func(cursor uint64) ([]string, uint64, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		end := uint64(len(s.closes))
+		if first := end - uint64(min(s.keep, len(s.closes))); s.keep > 0 && cursor < first {
+			return append([]string(nil), s.closes[first:]...), end, false
+		}
+		return append([]string(nil), s.closes[cursor:]...), end, true
+	}
+	s.LiveClosedFn = func(ctx context.Context) ([]sluice.LiveClosed, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.listings++
+		var out []sluice.LiveClosed
+		for k := range s.data {
+			if s.removed[k] {
+				continue
+			}
+			lc := sluice.LiveClosed{Key: k, Version: "v1"}
+			if rec, ok := s.records[k]; ok {
+				lc.Archived = &rec
+			}
+			out = append(out, lc)
+		}
+		return out, nil
+	}
+	s.ArchivedFn = func(ctx context.Context, key string) (*sluice.ArchiveRecord, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if rec, ok := s.records[key]; ok {
+			return &rec, nil
+		}
+		return nil, nil
+	}
+	s.MarkArchivedFn = func(ctx context.Context, key string, rec sluice.ArchiveRecord) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.data[key]; !ok {
+			return sluice.ErrNotFound
+		}
+		s.records[key] = rec
+		return nil
+	}
+	s.RemoveLiveFn = func(ctx context.Context, key, version string) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.removed[key] = true
+		return nil
+	}
+	return s
+}
+
+// close records that a stream closed, as a store does, and wakes the Archiver.
+func (s *fakeStore) close(key, data string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data[key] = []byte(data)
+	s.closes = append(s.closes, key)
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+func (s *fakeStore) record(key string) (sluice.ArchiveRecord, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.records[key]
+	return rec, ok
+}
+
+// streamOf is a closed stream of b, read in pieces of at most 7 bytes.
+func streamOf(b []byte) *mock.Stream {
+	info := sluice.Info{Length: int64(len(b)), Closed: true, Version: "v1"}
+	return &mock.Stream{
+		InfoFn: func() sluice.Info { return info },
+		ReadFn: func(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
+			n := copy(p[:min(len(p), 7)], b[off:])
+			return p[:n], info, nil, nil
+		},
+		ReleaseFn: func() {},
+	}
+}
+
+// memArchive is a mock archive in memory; corrupt, while positive, makes that many
+// reads back return other bytes.
+type memArchive struct {
+	mock.Archive
+	mu      sync.Mutex
+	objects map[string][]byte
+	corrupt int
+	puts    int
+}
+
+func newMemArchive() *memArchive {
+	a := &memArchive{objects: map[string][]byte{}}
+	a.PutFn = func(ctx context.Context, key string, r io.Reader, size int64) error {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.puts++
+		a.objects[key] = b
+		return nil
+	}
+	a.StatFn = func(ctx context.Context, key string) (int64, error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		b, ok := a.objects[key]
+		if !ok {
+			return 0, sluice.ErrNotFound
+		}
+		return int64(len(b)), nil
+	}
+	a.OpenFn = func(ctx context.Context, key string, off int64) (io.ReadCloser, error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		b := bytes.Clone(a.objects[key][off:])
+		if a.corrupt > 0 && len(b) > 0 {
+			a.corrupt--
+			b[0] ^= 1
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	a.DeleteFn = func(ctx context.Context, key string) error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.objects, key)
+		return nil
 	}
 	return a
 }
 
-// TestFileArchiveReadThrough proves the rule "reads of an archived stream through every
-// transport behave exactly as for a closed live stream": a closed stream is archived to
-// the local directory archive as its exact bytes, and once its live copy is removed,
-// raw (Content-Length, Range 206, 204, 416), SSE (ids when resuming) and WebSocket
-// answer exactly what they answered from the live copy.
-func TestFileArchiveReadThrough(t *testing.T) {
-	ar := openArchive(t)
-	node := archivetest.NewNode(t, t.TempDir(), ar, archivetest.Options{Retention: time.Hour})
-	srv := archivetest.NewServer(t, node.Store)
-	data := archivetest.Data(300 << 10)
-	archivetest.Publish(t, srv.URL, "builds/42/log", data)
-	archivetest.WaitFor(t, "the archive", func() bool { _, a := node.State(t, "builds/42/log"); return a })
-
-	obj, err := os.ReadFile(ar.Path("builds/42/log"))
-	if err != nil || !bytes.Equal(obj, data) {
-		t.Fatalf("archived object: %d bytes, err %v; want the stream's %d bytes exactly", len(obj), err, len(data))
-	}
-	live := archivetest.Reads(t, srv.URL, "builds/42/log", len(data))
-	archivetest.Check(t, live, data)
-
-	info := openInfo(t, node.Store, "builds/42/log")
-	if err := node.Store.RemoveLive(context.Background(), "builds/42/log", info.Version); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := node.State(t, "builds/42/log"); l {
-		t.Fatal("live copy still listed after RemoveLive")
-	}
-	archived := archivetest.Reads(t, srv.URL, "builds/42/log", len(data))
-	archivetest.Check(t, archived, data)
-	archivetest.Same(t, archived, live)
+func (a *memArchive) object(key string) ([]byte, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, ok := a.objects[key]
+	return b, ok
 }
 
-// TestArchiveRetentionZero proves "--archive-retention 0s removes the live copy at
-// once" after a confirmed archive, and that the stream stays readable.
-func TestArchiveRetentionZero(t *testing.T) {
-	ar := openArchive(t)
-	node := archivetest.NewNode(t, t.TempDir(), ar, archivetest.Options{Retention: 0})
-	srv := archivetest.NewServer(t, node.Store)
-	data := archivetest.Data(70 << 10)
-	archivetest.Publish(t, srv.URL, "r0", data)
-	archivetest.WaitFor(t, "the live copy to go", func() bool {
-		live, _ := node.State(t, "r0")
-		_, err := ar.Stat(context.Background(), "r0")
-		return !live && err == nil
+// countingMetrics counts what an Archiver reports.
+type countingMetrics struct {
+	mu                         sync.Mutex
+	started, failed, succeeded int
+	bytes                      int64
+}
+
+func (m *countingMetrics) Started()   { m.mu.Lock(); m.started++; m.mu.Unlock() }
+func (m *countingMetrics) Failed()    { m.mu.Lock(); m.failed++; m.mu.Unlock() }
+func (m *countingMetrics) Queued(int) {}
+func (m *countingMetrics) Succeeded(n int64, _ time.Duration) {
+	m.mu.Lock()
+	m.succeeded++
+	m.bytes += n
+	m.mu.Unlock()
+}
+
+// run starts an Archiver over store and archive until the test ends.
+func run(t *testing.T, store sluice.ArchivableStore, archive sluice.Archive, opts sluice.ArchiverOptions) {
+	t.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 10*time.Millisecond
+	a := sluice.NewArchiver(store, archive, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	})
-	if got := node.Counter(t, "sluice_archive_uploads_succeeded_total"); got != 1 {
-		t.Errorf("uploads succeeded: %v, want 1", got)
-	}
-	if got := node.Counter(t, "sluice_archive_bytes_total"); got != float64(len(data)) {
-		t.Errorf("archive bytes: %v, want %d", got, len(data))
-	}
-	archivetest.Check(t, archivetest.Reads(t, srv.URL, "r0", len(data)), data)
-}
-
-// TestArchivePurge proves "DELETE ?purge=true removes the archived object too", and
-// that the key is then free for a new stream.
-func TestArchivePurge(t *testing.T) {
-	ar := openArchive(t)
-	node := archivetest.NewNode(t, t.TempDir(), ar, archivetest.Options{Retention: 0})
-	srv := archivetest.NewServer(t, node.Store)
-	archivetest.Publish(t, srv.URL, "p", []byte("hello\n"))
-	archivetest.WaitFor(t, "the live copy to go", func() bool { l, _ := node.State(t, "p"); return !l })
-
-	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/streams/p?purge=true", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("purge: %s", resp.Status)
-	}
-	if _, err := ar.Stat(context.Background(), "p"); !errors.Is(err, sluice.ErrNotFound) {
-		t.Fatalf("archived object after purge: %v, want ErrNotFound", err)
-	}
-	resp, err = http.Get(srv.URL + "/streams/p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("GET after purge: %s, want 404", resp.Status)
-	}
-	archivetest.Publish(t, srv.URL, "p", []byte("new\n"))
-	if b := archivetest.Reads(t, srv.URL, "p", 4)["raw"].Body; b != "new\n" {
-		t.Fatalf("new stream of a purged key reads %q", b)
+	if fs, ok := store.(*fakeStore); ok { // it has listed the store, and waits for closes
+		waitFor(t, "the Archiver's start", func() bool { fs.mu.Lock(); defer fs.mu.Unlock(); return fs.listings > 0 })
 	}
 }
 
-// TestArchiverResumesAfterRestart proves "a server restarted between close and archive
-// completion finishes the archive": streams closed while no Archiver ran are archived
-// by the next one, at start-up.
-func TestArchiverResumesAfterRestart(t *testing.T) {
-	ar := openArchive(t)
-	dir := t.TempDir()
-	first := archivetest.NewNode(t, dir, ar, archivetest.Options{NoArchiver: true})
-	data := archivetest.Data(50 << 10)
-	srv := archivetest.NewServer(t, first.Store)
-	for _, k := range []string{"a", "b/c"} {
-		archivetest.Publish(t, srv.URL, k, data)
-	}
-	if l, a := first.State(t, "a"); !l || a {
-		t.Fatalf("before restart: live %v archived %v, want live and not archived", l, a)
-	}
-	first.Stop() // the server stays up, but its store is gone: nothing is read from it again
-
-	second := archivetest.NewNode(t, dir, ar, archivetest.Options{Retention: 0})
-	for _, k := range []string{"a", "b/c"} {
-		archivetest.WaitFor(t, "the archive of "+k, func() bool { l, _ := second.State(t, k); return !l })
-		obj, err := os.ReadFile(ar.Path(k))
-		if err != nil || !bytes.Equal(obj, data) {
-			t.Fatalf("%s: archived %d bytes (err %v), want %d", k, len(obj), err, len(data))
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
-	srv2 := archivetest.NewServer(t, second.Store)
-	archivetest.Check(t, archivetest.Reads(t, srv2.URL, "b/c", len(data)), data)
 }
 
-// flaky is the local archive with a fault: its first Puts read part of the stream,
-// then fail, as a connection reset mid-upload would.
-type flaky struct {
-	*file.Archive
-	failures atomic.Int32
-}
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func (f *flaky) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if f.failures.Add(-1) >= 0 {
-		io.CopyN(io.Discard, r, size/2)
-		return errors.New("connection reset by peer")
+// TestArchiverPullsCloses proves the Archiver learns of closes by pulling them from the
+// store: what was closed before it started (found by listing the store) and what closes
+// while it runs (Notify, then ClosedSince) are archived as their exact bytes, recorded
+// with their size and CRC32C, and their live copies removed (retention 0).
+func TestArchiverPullsCloses(t *testing.T) {
+	store := newFakeStore(map[string]string{"before": "closed before the archiver started\n"})
+	archive := newMemArchive()
+	m := &countingMetrics{}
+	run(t, store, archive, sluice.ArchiverOptions{Metrics: m})
+	store.close("after", "closed while it ran\n")
+	for key, want := range map[string]string{"before": "closed before the archiver started\n", "after": "closed while it ran\n"} {
+		waitFor(t, "the archive of "+key, func() bool { _, ok := store.record(key); return ok })
+		rec, _ := store.record(key)
+		if got, _ := archive.object(key); string(got) != want {
+			t.Errorf("object of %s = %q, want %q", key, got, want)
+		}
+		if rec.Size != int64(len(want)) || rec.CRC32C != crc32.Checksum([]byte(want), castagnoli) || rec.Version != "v1" {
+			t.Errorf("record of %s = %+v", key, rec)
+		}
+		waitFor(t, "the live copy of "+key+" to go", func() bool { store.mu.Lock(); defer store.mu.Unlock(); return store.removed[key] })
 	}
-	return f.Archive.Put(ctx, key, r, size)
-}
-
-// TestArchiverRetryRereads proves "a retry re-reads the data from the store" (busl
-// re-sent an empty body after a 5xx and archived nothing): after two failed attempts,
-// each of which consumed half the stream, the object holds all of it.
-func TestArchiverRetryRereads(t *testing.T) {
-	ar := &flaky{Archive: openArchive(t)}
-	ar.failures.Store(2)
-	node := archivetest.NewNode(t, t.TempDir(), ar, archivetest.Options{Retention: 0})
-	srv := archivetest.NewServer(t, node.Store)
-	data := archivetest.Data(100 << 10)
-	archivetest.Publish(t, srv.URL, "retry", data)
-	archivetest.WaitFor(t, "the live copy to go", func() bool { l, _ := node.State(t, "retry"); return !l })
-	obj, err := os.ReadFile(ar.Path("retry"))
-	if err != nil || !bytes.Equal(obj, data) {
-		t.Fatalf("archived %d bytes (err %v), want the stream's %d", len(obj), err, len(data))
-	}
-	if got := node.Counter(t, "sluice_archive_uploads_failed_total"); got != 2 {
-		t.Errorf("failed uploads: %v, want 2", got)
-	}
-	if got := node.Counter(t, "sluice_archive_uploads_started_total"); got != 3 {
-		t.Errorf("started uploads: %v, want 3", got)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started != 2 || m.succeeded != 2 || m.failed != 0 || m.bytes != int64(len("closed before the archiver started\n")+len("closed while it ran\n")) {
+		t.Errorf("metrics %+v", m)
 	}
 }
 
-func openInfo(t *testing.T, s sluice.Store, key string) sluice.Info {
-	t.Helper()
-	st, err := s.Open(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
+// TestArchiverListsWhenBehind proves that an Archiver told by ClosedSince that some
+// closes were forgotten lists the store whole, and so archives them all.
+func TestArchiverListsWhenBehind(t *testing.T) {
+	store := newFakeStore(nil)
+	store.keep = 1
+	run(t, store, newMemArchive(), sluice.ArchiverOptions{Retention: time.Hour})
+	store.mu.Lock()
+	store.data["a"], store.data["b"] = []byte("a"), []byte("b")
+	store.closes = append(store.closes, "a", "b")
+	store.mu.Unlock()
+	store.close("c", "c") // the store remembers only this one
+	for _, k := range []string{"a", "b", "c"} {
+		waitFor(t, "the archive of "+k, func() bool { _, ok := store.record(k); return ok })
 	}
-	defer st.Release()
-	return st.Info()
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if store.listings < 2 {
+		t.Errorf("store listed %d times, want at start and once behind", store.listings)
+	}
 }
 
-// TestArchiveRetention proves "after a configurable retention delay remove its live
-// copy": with a 1 s retention the data file goes, and it goes no sooner than 1 s after
-// the archive was recorded (the stream directory's mtime is the removal's time).
-func TestArchiveRetention(t *testing.T) {
-	ar := openArchive(t)
-	dir := t.TempDir()
-	node := archivetest.NewNode(t, dir, ar, archivetest.Options{Retention: time.Second})
-	srv := archivetest.NewServer(t, node.Store)
-	archivetest.Publish(t, srv.URL, "ret", []byte("kept a while\n"))
-	archivetest.WaitFor(t, "the live copy to go", func() bool { l, _ := node.State(t, "ret"); return !l })
+// TestArchiverVerifies proves "Nothing is removed from the store before its archive is
+// confirmed": an object that reads back different from the stream is not recorded, and
+// the upload is retried until one reads back right.
+func TestArchiverVerifies(t *testing.T) {
+	store := newFakeStore(map[string]string{"k": "the bytes that must arrive intact\n"})
+	archive := newMemArchive()
+	archive.corrupt = 2
+	m := &countingMetrics{}
+	run(t, store, archive, sluice.ArchiverOptions{Metrics: m})
+	waitFor(t, "the archive", func() bool { _, ok := store.record("k"); return ok })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failed != 2 || m.started != 3 || archive.puts != 3 {
+		t.Errorf("failed %d, started %d, puts %d; want 2, 3, 3", m.failed, m.started, archive.puts)
+	}
+}
 
-	h := sha256.Sum256([]byte("ret"))
-	x := hex.EncodeToString(h[:])
-	sdir := filepath.Join(dir, "streams", x[:2], x)
-	b, err := os.ReadFile(filepath.Join(sdir, "archived"))
-	if err != nil {
-		t.Fatal(err)
+// TestArchiverPurgedDuringUpload proves that a stream purged while it uploads leaves no
+// object behind: the record is refused, and the object deleted.
+func TestArchiverPurgedDuringUpload(t *testing.T) {
+	store := newFakeStore(map[string]string{"gone": "purged mid-upload\n"})
+	archive := newMemArchive()
+	put := archive.PutFn
+	archive.PutFn = func(ctx context.Context, key string, r io.Reader, size int64) error {
+		err := put(ctx, key, r, size)
+		store.mu.Lock()
+		delete(store.data, key) // the purge
+		store.mu.Unlock()
+		return err
 	}
-	var rec sluice.ArchiveRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		t.Fatal(err)
+	run(t, store, archive, sluice.ArchiverOptions{})
+	waitFor(t, "the upload", func() bool { archive.mu.Lock(); defer archive.mu.Unlock(); return archive.puts == 1 })
+	waitFor(t, "the object to go", func() bool { _, ok := archive.object("gone"); return !ok })
+}
+
+// TestArchiverLeases proves the lease policy: a stream whose lease another instance
+// holds is left to it; one whose lease this instance gets is archived, then its lease
+// given back.
+func TestArchiverLeases(t *testing.T) {
+	store := newFakeStore(map[string]string{"theirs": "x", "ours": "y"})
+	archive := newMemArchive()
+	var mu sync.Mutex
+	unleased := map[string]bool{}
+	leaser := &mock.Leaser{
+		LeaseFn: func(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+			if ttl != 7*time.Minute {
+				t.Errorf("lease of %v, want the configured 7m", ttl)
+			}
+			return key == "ours", nil
+		},
+		UnleaseFn: func(ctx context.Context, key string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			unleased[key] = true
+			return nil
+		},
 	}
-	fi, err := os.Stat(sdir)
-	if err != nil {
-		t.Fatal(err)
+	run(t, store, archive, sluice.ArchiverOptions{Leaser: leaser, LeaseTTL: 7 * time.Minute})
+	waitFor(t, "the lease to be given back", func() bool { mu.Lock(); defer mu.Unlock(); return unleased["ours"] })
+	if _, ok := store.record("ours"); !ok {
+		t.Error("the stream whose lease this instance got is not archived")
 	}
-	// File times come from the kernel's coarse clock, up to a tick (≤ 10 ms) behind.
-	if removed := fi.ModTime(); removed.Before(rec.At.Add(time.Second - 20*time.Millisecond)) {
-		t.Fatalf("live copy removed at %v, %v after the archive: before the 1s retention", removed, removed.Sub(rec.At))
+	if _, ok := archive.object("theirs"); ok {
+		t.Error("the stream whose lease another instance holds was uploaded")
 	}
-	if _, err := os.Stat(filepath.Join(sdir, "data")); !os.IsNotExist(err) {
-		t.Fatalf("data file: %v, want gone", err)
+}
+
+// TestArchiverRescan proves that an Archiver with Rescan lists the store again, as an
+// instance must to take over the streams of one that died.
+func TestArchiverRescan(t *testing.T) {
+	store := newFakeStore(nil)
+	run(t, store, newMemArchive(), sluice.ArchiverOptions{Rescan: 5 * time.Millisecond})
+	store.mu.Lock()
+	store.data["orphan"] = []byte("closed elsewhere\n") // no close through this store
+	store.mu.Unlock()
+	waitFor(t, "the orphan's archive", func() bool { _, ok := store.record("orphan"); return ok })
+}
+
+// TestArchiverStopsOnPurge proves a stream purged before its upload is skipped, not
+// retried for ever.
+func TestArchiverStopsOnPurge(t *testing.T) {
+	store := newFakeStore(nil)
+	opened := make(chan struct{}, 10)
+	open := store.OpenFn
+	store.OpenFn = func(ctx context.Context, key string) (sluice.Stream, error) {
+		opened <- struct{}{}
+		return open(ctx, key)
+	}
+	run(t, store, newMemArchive(), sluice.ArchiverOptions{})
+	store.close("k", "x")
+	store.mu.Lock()
+	delete(store.data, "k")
+	store.mu.Unlock()
+	<-opened
+	time.Sleep(50 * time.Millisecond) // many backoffs of 1-10 ms
+	if n := len(opened); n > 0 {
+		t.Fatalf("a purged stream was opened %d more times", n)
 	}
 }
