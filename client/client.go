@@ -1,4 +1,12 @@
-package http
+// Package client publishes and follows Sluice streams over HTTP. A Writer is an
+// io.WriteCloser that publishes through a local spool file, so that writes never wait for
+// the network; a Reader is an io.ReadCloser that follows a stream, resuming by offset. Both
+// survive dropped connections and server restarts without losing or repeating a byte.
+//
+// It depends on the standard library and the root package sluice (for the errors callers
+// branch on) only, so that a program that publishes or follows does not link the server
+// (package http) and what the server needs: Prometheus, WebSocket, the embedded viewer.
+package client
 
 // This file holds what the client side (Writer and Reader) shares: its HTTP client, its
 // backoff, its errors and the redaction of URLs in logs and errors.
