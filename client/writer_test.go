@@ -683,3 +683,47 @@ func TestWriterPermanentErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConflictHeader proves that a 409 unwraps to the sluice error its Stream-Conflict
+// header names, whatever its reason says, and to none of them without the header: the
+// reason is text for people, never matched. Each server's reason names another error.
+func TestConflictHeader(t *testing.T) {
+	conflicts := []error{sluice.ErrGap, sluice.ErrMismatch, sluice.ErrClosed}
+	for _, tc := range []struct {
+		name   string
+		header string // Stream-Conflict; "" for none
+		reason string
+		want   error // nil: none of conflicts
+	}{
+		{"gap", "gap", sluice.ErrClosed.Error(), sluice.ErrGap},
+		{"mismatch", "mismatch", sluice.ErrGap.Error(), sluice.ErrMismatch},
+		{"closed", "closed", sluice.ErrMismatch.Error(), sluice.ErrClosed},
+		{"no header", "", sluice.ErrGap.Error() + "; " + sluice.ErrMismatch.Error() + "; " + sluice.ErrClosed.Error(), nil},
+		{"unknown cause", "frozen", sluice.ErrClosed.Error(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				if tc.header != "" {
+					w.Header().Set("Stream-Conflict", tc.header)
+				}
+				http.Error(w, tc.reason, http.StatusConflict)
+			}))
+			defer srv.Close()
+			w, err := NewWriter(srv.URL+"/streams/c", WriterOptions{MinBackoff: time.Millisecond, MaxAttempts: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write([]byte("bytes"))
+			err = clClose(t, w)
+			if !errors.Is(err, ErrNotDelivered) {
+				t.Fatalf("Close: %v; want ErrNotDelivered", err)
+			}
+			for _, c := range conflicts {
+				if want := c == tc.want; errors.Is(err, c) != want {
+					t.Errorf("Close: %v; errors.Is(err, %q) = %v, want %v", err, c, !want, want)
+				}
+			}
+		})
+	}
+}
