@@ -44,6 +44,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, sluice.ErrGap), errors.Is(err, sluice.ErrMismatch), errors.Is(err, sluice.ErrClosed):
 		code = http.StatusConflict
+		w.Header().Set("Stream-Conflict", conflictName(err))
 		s.metrics.conflicts.Inc()
 	case errors.Is(err, sluice.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
@@ -55,6 +56,21 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		logger(r.Context()).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	http.Error(w, err.Error(), code)
+}
+
+// conflictName names the cause of a 409 in its Stream-Conflict header: gap, mismatch or
+// closed. Clients branch on it; the reason in the body is for people, and its wording may
+// change.
+func conflictName(err error) string {
+	switch {
+	case errors.Is(err, sluice.ErrGap):
+		return "gap"
+	case errors.Is(err, sluice.ErrMismatch):
+		return "mismatch"
+	case errors.Is(err, sluice.ErrClosed):
+		return "closed"
+	}
+	return ""
 }
 
 // setInfo sets the Stream-* headers every publish and metadata response carries.

@@ -489,6 +489,46 @@ func TestPublishClosedStream(t *testing.T) {
 	}
 }
 
+// TestPublishConflictHeader proves that every 409 names its cause in Stream-Conflict
+// (gap, mismatch or closed), so that clients need not read the reason, and that no other
+// answer carries the header.
+func TestPublishConflictHeader(t *testing.T) {
+	ts := newTestServer(t, Config{}, file.Options{})
+	resp, body := call(t, http.MethodPost, ts.streamURL("open"), strings.NewReader("hello "), "Stream-Close", "false")
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = call(t, http.MethodPost, ts.streamURL("closed"), strings.NewReader("hello world"))
+	wantStatus(t, resp, body, http.StatusOK)
+	for _, c := range []struct {
+		key, offset, body string
+		code              int
+		want              string // Stream-Conflict; "" for none
+	}{
+		{"open", "7", "x", 409, "gap"},
+		{"open", "100", "", 409, "gap"},
+		{"open", "0", "HELLO world", 409, "mismatch"},
+		{"open", "5", "_", 409, "mismatch"},
+		{"closed", "11", "!", 409, "closed"},
+		{"closed", "6", "world and more", 409, "closed"},
+		{"closed", "12", "", 409, "gap"},          // the offset is checked first
+		{"closed", "0", "HELLO", 409, "mismatch"}, // then the resent bytes
+		{"open", "6", "world", 200, ""},
+		{"closed", "0", "hello", 200, ""},
+		{"open", "x", "", 400, ""},
+	} {
+		resp, body := call(t, http.MethodPost, ts.streamURL(c.key), strings.NewReader(c.body),
+			"Stream-Offset", c.offset, "Stream-Close", "false")
+		if resp.StatusCode != c.code || resp.Header.Get("Stream-Conflict") != c.want || len(resp.Header.Values("Stream-Conflict")) > 1 {
+			t.Errorf("%s at %s %q: %d, Stream-Conflict %q (%q); want %d, %q",
+				c.key, c.offset, c.body, resp.StatusCode, resp.Header.Values("Stream-Conflict"), body, c.code, c.want)
+		}
+	}
+	resp, body = call(t, http.MethodGet, ts.streamURL("nope"), nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
+	if v := resp.Header.Values("Stream-Conflict"); v != nil {
+		t.Errorf("404: Stream-Conflict %q, want none", v)
+	}
+}
+
 // TestPublishConcurrentSameContent proves "Concurrent publishers to one stream are
 // serialised ... Two connections of the same producer carrying the same bytes yield each
 // byte once." The two bodies are cut at different places and leapfrog each other, so that

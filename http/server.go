@@ -330,7 +330,7 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 	}
-	h.Set("Access-Control-Expose-Headers", "Stream-Offset, Stream-Length, Stream-Closed, Request-Id, Content-Range, Location")
+	h.Set("Access-Control-Expose-Headers", "Stream-Offset, Stream-Length, Stream-Closed, Stream-Conflict, Request-Id, Content-Range, Location")
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Stream-Offset, Stream-Close, Last-Event-ID, Range, Request-Id, Content-Type, Accept")

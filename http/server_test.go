@@ -735,7 +735,7 @@ func TestMetrics(t *testing.T) {
 var (
 	contractMethods = []string{"GET", "HEAD", "PUT", "POST", "DELETE"}
 	contractHeaders = []string{"Stream-Offset", "Stream-Close", "Last-Event-ID", "Range", "Request-Id"}
-	streamHeaders   = []string{"Stream-Offset", "Stream-Length", "Stream-Closed"}
+	streamHeaders   = []string{"Stream-Offset", "Stream-Length", "Stream-Closed", "Stream-Conflict"}
 )
 
 // listHas reports whether the comma-separated header list has every one of want

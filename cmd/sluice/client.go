@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/client"
 )
 
 // logOff is a log level above every message's: no logs.
@@ -142,9 +142,9 @@ func (c *writerConfig) check() error {
 // options returns the Writer's options. The Writer has one budget of consecutive failed
 // attempts, maxAttempts; busltee had one for connecting (--retry) and one for
 // reconnecting (--stream-retry): callers pass the larger.
-func (c *writerConfig) options(maxAttempts int, client *http.Client, h http.Header, log *slog.Logger, progress func(written, acked int64)) sluicehttp.WriterOptions {
-	return sluicehttp.WriterOptions{
-		Client:      client,
+func (c *writerConfig) options(maxAttempts int, hc *http.Client, h http.Header, log *slog.Logger, progress func(written, acked int64)) client.WriterOptions {
+	return client.WriterOptions{
+		Client:      hc,
 		Header:      h,
 		SpoolDir:    c.spoolDir,
 		MaxAttempts: maxAttempts,

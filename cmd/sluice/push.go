@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/client"
 )
 
 const pushUsage = `Usage: sluice push [flags] URL [FILE|-]
@@ -99,9 +99,9 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	client := c.httpClient()
-	defer client.CloseIdleConnections()
-	w, err := sluicehttp.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), client, c.header(), log, nil))
+	hc := c.httpClient()
+	defer hc.CloseIdleConnections()
+	w, err := client.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), hc, c.header(), log, nil))
 	if err != nil {
 		return errors.New(sc.line(fmt.Sprintf("push: %v", err)))
 	}
@@ -196,7 +196,7 @@ func isTerminal(w io.Writer) bool {
 // progress draws sluice push's progress line on a terminal, a few times a second.
 type progress struct {
 	out   io.Writer
-	w     *sluicehttp.Writer
+	w     *client.Writer
 	size  int64 // -1 when unknown (stdin)
 	start time.Time
 	read  atomic.Int64
@@ -213,7 +213,7 @@ type sample struct {
 	acked int64
 }
 
-func startProgress(out io.Writer, w *sluicehttp.Writer, size int64) *progress {
+func startProgress(out io.Writer, w *client.Writer, size int64) *progress {
 	p := &progress{out: out, w: w, size: size, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/client"
 )
 
 const runUsage = `Usage: sluice run [flags] URL -- command [args...]
@@ -158,9 +158,9 @@ func runCommand(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
 
-	client := c.httpClient()
-	defer client.CloseIdleConnections()
-	w, err := sluicehttp.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), client, c.header(), log, nil))
+	hc := c.httpClient()
+	defer hc.CloseIdleConnections()
+	w, err := client.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), hc, c.header(), log, nil))
 	if err != nil {
 		warn("not uploading to %s: %v", sc.url, err)
 		w = nil
@@ -244,7 +244,7 @@ forward:
 // merger sends the command's stdout and stderr, merged in the order they are read, to
 // the stream, and each to its own terminal.
 type merger struct {
-	w   *sluicehttp.Writer // nil: not uploading
+	w   *client.Writer // nil: not uploading
 	log *slog.Logger
 
 	mu      sync.Mutex

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
-	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/client"
 )
 
 const tailUsage = `Usage: sluice tail [flags] URL
@@ -78,10 +78,10 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	client := c.httpClient()
-	defer client.CloseIdleConnections()
-	r := sluicehttp.NewReader(rawURL, sluicehttp.ReaderOptions{
-		Client:      client,
+	hc := c.httpClient()
+	defer hc.CloseIdleConnections()
+	r := client.NewReader(rawURL, client.ReaderOptions{
+		Client:      hc,
 		Header:      c.header(),
 		Offset:      c.fromOffset,
 		NoFollow:    c.noFollow,

@@ -1,4 +1,12 @@
-package http
+// Package client publishes and follows Sluice streams over HTTP. A Writer is an
+// io.WriteCloser that publishes through a local spool file, so that writes never wait for
+// the network; a Reader is an io.ReadCloser that follows a stream, resuming by offset. Both
+// survive dropped connections and server restarts without losing or repeating a byte.
+//
+// It depends on the standard library and the root package sluice (for the errors callers
+// branch on) only, so that a program that publishes or follows does not link the server
+// (package http) and what the server needs: Prometheus, WebSocket, the embedded viewer.
+package client
 
 // This file holds what the client side (Writer and Reader) shares: its HTTP client, its
 // backoff, its errors and the redaction of URLs in logs and errors.
@@ -102,11 +110,13 @@ func redactErr(err error) error {
 }
 
 // statusError is an HTTP error response. It unwraps to the sluice error its status and
-// reason stand for, so that callers can branch with errors.Is (sluice.ErrNotFound, ...).
+// headers stand for, so that callers can branch with errors.Is (sluice.ErrNotFound, ...).
+// The reason is only shown: its text is for people, and may change.
 type statusError struct {
 	method, url string // url redacted
 	code        int
 	reason      string // the first line of the body
+	conflict    string // the Stream-Conflict header of a 409
 }
 
 func (e *statusError) Error() string {
@@ -120,14 +130,14 @@ func (e *statusError) Unwrap() error {
 	case http.StatusRequestEntityTooLarge:
 		return sluice.ErrTooLarge
 	case http.StatusConflict:
-		for _, err := range []error{sluice.ErrGap, sluice.ErrMismatch, sluice.ErrClosed} {
-			if strings.Contains(e.reason, err.Error()) {
-				return err
-			}
-		}
+		return conflictErrors[e.conflict]
 	}
 	return nil
 }
+
+// conflictErrors are the causes of a 409 that its Stream-Conflict header names. A 409
+// without it (a server older than the header) stands for none of them.
+var conflictErrors = map[string]error{"gap": sluice.ErrGap, "mismatch": sluice.ErrMismatch, "closed": sluice.ErrClosed}
 
 // permanent reports whether a request failed in a way that the same request would fail
 // again: a conflict, or a 4xx except 408 Request Timeout and 429 Too Many Requests.
@@ -161,7 +171,8 @@ func responseError(resp *http.Response) error {
 	if reason == "" {
 		reason = "(no reason given)"
 	}
-	return &statusError{method: resp.Request.Method, url: redact(resp.Request.URL.String()), code: resp.StatusCode, reason: reason}
+	return &statusError{method: resp.Request.Method, url: redact(resp.Request.URL.String()), code: resp.StatusCode,
+		reason: reason, conflict: resp.Header.Get("Stream-Conflict")}
 }
 
 // streamInfo reads the Stream-Length and Stream-Closed headers of a response.

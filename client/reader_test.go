@@ -1,4 +1,4 @@
-package http
+package client
 
 import (
 	"errors"
@@ -61,7 +61,7 @@ func clPublishPieces(t *testing.T, url string, base int, b []byte, seed uint64) 
 // byte once and in order, and returns io.EOF only when the stream is closed ("returning
 // io.EOF only when the stream is closed"), with Offset at the stream's length.
 func TestReaderFollows(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	url := ts.url + "/streams/follow"
 	want := clContent(1<<20, 10)
 	clPublish(t, url, 0, want[:1000], false)
@@ -90,7 +90,7 @@ func TestReaderFollows(t *testing.T) {
 // dropped connection": through a proxy that cuts every connection after a random number
 // of bytes, it reads a growing stream exactly, once.
 func TestReaderFlakyNetwork(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	rnd := rand.New(rand.NewPCG(11, 11))
 	var mu sync.Mutex
 	p := startClProxy(t, strings.TrimPrefix(ts.url, "http://"), func() int64 {
@@ -157,7 +157,7 @@ func TestReaderServerRestart(t *testing.T) {
 // a closed stream's length is refused (416); and an offset at the length of a closed
 // stream is its end: io.EOF with no bytes (204).
 func TestReaderErrors(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	front, count := clCounter(t, ts)
 	clPublish(t, ts.url+"/streams/done", 0, []byte("0123456789"), true)
 	for _, tc := range []struct {
@@ -192,7 +192,7 @@ func TestReaderErrors(t *testing.T) {
 // TestReaderNoFollow proves "NoFollow: read what is stored now, then io.EOF", from
 // ReaderOptions.Offset, on a stream that stays open.
 func TestReaderNoFollow(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	url := ts.url + "/streams/nofollow"
 	want := clContent(200_000, 13)
 	clPublish(t, url, 0, want, false)
@@ -209,7 +209,7 @@ func TestReaderNoFollow(t *testing.T) {
 // nothing new, with an error (not io.EOF: the stream is not closed), leaving nothing
 // behind (TestMain checks for leaked goroutines).
 func TestReaderClose(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	url := ts.url + "/streams/idle"
 	clPublish(t, url, 0, []byte("abc"), false)
 	r := NewReader(url, ReaderOptions{})

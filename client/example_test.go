@@ -1,4 +1,4 @@
-package http_test
+package client_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sluicehq/sluice/client"
 	"github.com/sluicehq/sluice/file"
 	sluicehttp "github.com/sluicehq/sluice/http"
 )
@@ -51,7 +52,7 @@ func ExampleNewWriter() {
 	defer stop()
 	url := base + "/streams/builds/42"
 
-	w, err := sluicehttp.NewWriter(url, sluicehttp.WriterOptions{})
+	w, err := client.NewWriter(url, client.WriterOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func ExampleNewWriter() {
 	fmt.Println("acknowledged:", w.Acked())
 
 	// Read the stream back, to its end.
-	r := sluicehttp.NewReader(url, sluicehttp.ReaderOptions{})
+	r := client.NewReader(url, client.ReaderOptions{})
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -92,12 +93,12 @@ func ExampleNewReader() {
 	}
 	resp.Body.Close()
 
-	w, err := sluicehttp.NewWriter(url, sluicehttp.WriterOptions{})
+	w, err := client.NewWriter(url, client.WriterOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Fprintln(w, "deploying")
-	r := sluicehttp.NewReader(url, sluicehttp.ReaderOptions{})
+	r := client.NewReader(url, client.ReaderOptions{})
 	defer r.Close()
 	closed := make(chan error, 1)
 	go func() {

@@ -1,4 +1,4 @@
-package http
+package client
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	sluicehttp "github.com/sluicehq/sluice/http"
 )
 
 // clTimeout bounds every wait of the client tests; it is a failure bound, not a pace.
@@ -32,7 +33,7 @@ type clServer struct {
 	dir    string
 	addr   string // host:port
 	url    string // http://host:port
-	srv    *Server
+	srv    *sluicehttp.Server
 	store  *file.Store
 	cancel context.CancelFunc
 	done   chan error
@@ -66,7 +67,7 @@ func (s *clServer) start(addr string) {
 		s.t.Fatal(err)
 	}
 	s.addr, s.url, s.store = ln.Addr().String(), "http://"+ln.Addr().String(), store
-	s.srv = NewServer(store, Config{Logger: slog.New(slog.DiscardHandler), ShutdownGrace: 5 * time.Second})
+	s.srv = sluicehttp.NewServer(store, sluicehttp.Config{Logger: slog.New(slog.DiscardHandler), ShutdownGrace: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan error, 1)
 	go func() { s.done <- s.srv.Serve(ctx, ln) }()
@@ -252,10 +253,15 @@ func clStored(t *testing.T, url string) []byte {
 // clEqual stops the test unless got equals want, saying where they differ.
 func clEqual(t *testing.T, what string, got, want []byte) {
 	t.Helper()
-	if !bytes.Equal(got, want) {
-		subEqual(t, what, got, want)
-		t.FailNow()
+	if bytes.Equal(got, want) {
+		return
 	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	t.Fatalf("%s: got %d bytes, want %d; first difference at byte %d: got %q, want %q",
+		what, len(got), len(want), i, got[i:min(len(got), i+16)], want[i:min(len(want), i+16)])
 }
 
 // clEmptyDir fails the test if dir holds any file.
@@ -308,7 +314,7 @@ func clClose(t *testing.T, w *Writer) error {
 // every byte acknowledged, never reports more acknowledged than written, removes its
 // spool, and refuses writes after Close.
 func TestWriterDelivers(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{SyncInterval: time.Second})
+	ts := newTestServer(t, file.Options{SyncInterval: time.Second})
 	want := clContent(3<<20+777, 1)
 	spool := t.TempDir()
 	var progress []int64
@@ -349,7 +355,7 @@ func TestWriterDelivers(t *testing.T) {
 // TestWriterEmpty proves that closing a Writer that wrote nothing still creates and
 // closes the stream ("Close closes the stream").
 func TestWriterEmpty(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	w, err := NewWriter(ts.url+"/streams/empty", WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +450,7 @@ func TestWriterServerRestart(t *testing.T) {
 // the Writer and the server, a proxy cuts every connection after a random number of
 // bytes, mid-request or mid-response.
 func TestWriterFlakyNetwork(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
+	ts := newTestServer(t, file.Options{})
 	rnd := rand.New(rand.NewPCG(4, 4))
 	var mu sync.Mutex
 	p := startClProxy(t, strings.TrimPrefix(ts.url, "http://"), func() int64 {
@@ -640,7 +646,7 @@ func TestWriterPermanentErrors(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestServer(t, Config{}, tc.opts)
+			ts := newTestServer(t, tc.opts)
 			front, count := clCounter(t, ts)
 			url := front + "/streams/" + tc.key
 			if tc.before != nil {
@@ -674,6 +680,50 @@ func TestWriterPermanentErrors(t *testing.T) {
 				t.Errorf("%d HEAD requests, want none (no retry)", n)
 			}
 			clEmptyDir(t, spool)
+		})
+	}
+}
+
+// TestConflictHeader proves that a 409 unwraps to the sluice error its Stream-Conflict
+// header names, whatever its reason says, and to none of them without the header: the
+// reason is text for people, never matched. Each server's reason names another error.
+func TestConflictHeader(t *testing.T) {
+	conflicts := []error{sluice.ErrGap, sluice.ErrMismatch, sluice.ErrClosed}
+	for _, tc := range []struct {
+		name   string
+		header string // Stream-Conflict; "" for none
+		reason string
+		want   error // nil: none of conflicts
+	}{
+		{"gap", "gap", sluice.ErrClosed.Error(), sluice.ErrGap},
+		{"mismatch", "mismatch", sluice.ErrGap.Error(), sluice.ErrMismatch},
+		{"closed", "closed", sluice.ErrMismatch.Error(), sluice.ErrClosed},
+		{"no header", "", sluice.ErrGap.Error() + "; " + sluice.ErrMismatch.Error() + "; " + sluice.ErrClosed.Error(), nil},
+		{"unknown cause", "frozen", sluice.ErrClosed.Error(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				if tc.header != "" {
+					w.Header().Set("Stream-Conflict", tc.header)
+				}
+				http.Error(w, tc.reason, http.StatusConflict)
+			}))
+			defer srv.Close()
+			w, err := NewWriter(srv.URL+"/streams/c", WriterOptions{MinBackoff: time.Millisecond, MaxAttempts: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write([]byte("bytes"))
+			err = clClose(t, w)
+			if !errors.Is(err, ErrNotDelivered) {
+				t.Fatalf("Close: %v; want ErrNotDelivered", err)
+			}
+			for _, c := range conflicts {
+				if want := c == tc.want; errors.Is(err, c) != want {
+					t.Errorf("Close: %v; errors.Is(err, %q) = %v, want %v", err, c, !want, want)
+				}
+			}
 		})
 	}
 }
