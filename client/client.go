@@ -9,15 +9,13 @@
 package client
 
 // This file holds what the client side (Writer and Reader) shares: its HTTP client, its
-// backoff, its errors and the redaction of URLs in logs and errors.
+// errors and the redaction of URLs in logs and errors.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,36 +41,6 @@ func newClient() *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   2,
 	}}
-}
-
-// backoff returns how long to wait before attempt number n (1 for the first retry):
-// a uniformly random duration up to min·2^(n-1), capped at max ("full jitter"). The
-// randomness spreads the retries of many clients that failed together, such as every
-// producer and follower of a server that just restarted.
-func backoff(minDelay, maxDelay time.Duration, n int) time.Duration {
-	ceil := maxDelay
-	if n < 1 {
-		n = 1
-	}
-	if n < 32 && minDelay<<(n-1) < maxDelay && minDelay<<(n-1) > 0 {
-		ceil = minDelay << (n - 1)
-	}
-	if ceil <= 0 {
-		return 0
-	}
-	return rand.N(ceil + 1)
-}
-
-// sleep waits for d or until ctx is done, reporting whether the whole wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // checkURL accepts absolute http and https URLs.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // errReaderClosed is returned by Read after Close.
@@ -23,7 +25,7 @@ type ReaderOptions struct {
 	Header                 http.Header   // extra headers on every request (e.g. Request-Id)
 	Offset                 int64         // where to start [0]
 	NoFollow               bool          // read what is stored now, then io.EOF
-	MinBackoff, MaxBackoff time.Duration // delays between reconnects, with full jitter [100ms, 5s]
+	MinBackoff, MaxBackoff time.Duration // delays between reconnects, doubling with jitter [100ms, 5s]
 	MaxAttempts            int           // consecutive failed connects before giving up; 0 = forever
 	Logger                 *slog.Logger  // [discard]
 }
@@ -132,7 +134,7 @@ func (r *Reader) current() (io.ReadCloser, error) {
 		return r.body, nil
 	}
 	r.mu.Unlock()
-	if r.started && !sleep(r.ctx, backoff(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures))) {
+	if r.started && !backoff.Sleep(r.ctx, backoff.Delay(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures)-1)) {
 		return nil, errReaderClosed
 	}
 	r.started = true

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // ErrNotDelivered is returned by Writer.Close when the server did not confirm every byte
@@ -47,7 +48,7 @@ type WriterOptions struct {
 	Client       *http.Client               // [a client with a 5s connect timeout, keepalive, no overall timeout]
 	Header       http.Header                // extra headers on every request (e.g. Request-Id)
 	SpoolDir     string                     // where the spool file lives [os.TempDir()]
-	MinBackoff   time.Duration              // first retry delay [100ms]; doubles with full jitter
+	MinBackoff   time.Duration              // first retry delay [100ms]; doubles, with jitter
 	MaxBackoff   time.Duration              // [5s]
 	MaxAttempts  int                        // consecutive failed attempts before giving up; 0 = until Close's deadline
 	CloseTimeout time.Duration              // how long Close waits for delivery [30s]
@@ -273,10 +274,10 @@ func (w *Writer) send() {
 			w.stop(fmt.Errorf("giving up after %d failed attempts: %w", failures, err))
 			return
 		}
-		delay := backoff(w.opts.MinBackoff, w.opts.MaxBackoff, failures)
+		delay := backoff.Delay(w.opts.MinBackoff, w.opts.MaxBackoff, failures-1)
 		w.log.Warn("publish failed; retrying", "err", err, "attempt", failures, "delay", delay)
 		resync = true
-		sleep(w.ctx, delay) // a Close that stops waiting is noticed on the next turn
+		backoff.Sleep(w.ctx, delay) // a Close that stops waiting is noticed on the next turn
 	}
 }
 

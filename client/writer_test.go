@@ -499,7 +499,7 @@ func clRefuser(t *testing.T) (url string, accepted *atomic.Int64) {
 
 // TestWriterBackoff proves "exponential backoff and jitter" (no hot loop against a dead
 // server): in 2 s against a server that drops every connection, a Writer with the
-// default backoff (100 ms doubling, full jitter) makes a handful of attempts, not
+// default backoff (100 ms doubling, with jitter) makes a handful of attempts, not
 // hundreds; and Close, bounded by its deadline, reports ErrNotDelivered.
 func TestWriterBackoff(t *testing.T) {
 	url, accepted := clRefuser(t)
