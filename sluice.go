@@ -10,6 +10,9 @@ package sluice
 import (
 	"context"
 	"errors"
+	"mime"
+	"strings"
+	"time"
 )
 
 // Errors that callers branch on. Stores wrap them with %w and a few words of context.
@@ -26,6 +29,12 @@ var (
 	ErrTooLarge = errors.New("stream too large")
 	// ErrTooManyStreams means the store holds as many open streams as it allows.
 	ErrTooManyStreams = errors.New("too many open streams")
+	// ErrConfigMismatch means Create found the stream made with another Config; the
+	// stream is left as it is.
+	ErrConfigMismatch = errors.New("stream exists with another configuration")
+	// ErrContentType means an append's content type, or its form (raw bytes appended to
+	// a stream of JSON records), does not match the stream's.
+	ErrContentType = errors.New("content type does not match the stream's")
 )
 
 // Info is what a store knows of a stream at one moment.
@@ -37,13 +46,72 @@ type Info struct {
 	// Version changes when a key is reused after a purge, so that validators such as an
 	// HTTP ETag never match bytes of an earlier stream of the same key.
 	Version string
+	// Config is what the stream was made with.
+	Config Config
+}
+
+// Config is what a stream is made with, fixed for its life. The zero Config is a
+// stream of bytes of no declared type that never expires, as busl's streams are.
+type Config struct {
+	// ContentType is the media type of the stream's bytes as its creator declared it
+	// ("text/plain", "application/json; charset=utf-8"), or "" for none, which the
+	// Durable Streams side reports as application/octet-stream. A JSON stream keeps
+	// message boundaries (see Records).
+	ContentType string `json:"content_type,omitempty"`
+	// TTL, if positive, makes the stream expire that long after it was last written or
+	// read (a sliding window).
+	TTL time.Duration `json:"ttl,omitempty"`
+	// ExpiresAt, if not zero, makes the stream expire at that instant.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// MediaType is the content type without its parameters, in lower case; "" for none.
+func (c Config) MediaType() string {
+	if c.ContentType == "" {
+		return ""
+	}
+	if mt, _, err := mime.ParseMediaType(c.ContentType); err == nil {
+		return mt
+	}
+	mt, _, _ := strings.Cut(c.ContentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// Matches reports whether a stream made with c is the one asked for by o: the same
+// media type (parameters aside, as HTTP compares them), TTL and expiry.
+func (c Config) Matches(o Config) bool {
+	return c.MediaType() == o.MediaType() && c.TTL == o.TTL && c.ExpiresAt.Equal(o.ExpiresAt)
+}
+
+// CreateOptions say how Store.Create makes a stream.
+type CreateOptions struct {
+	Config
+	// Data is the stream's first bytes, stored with its creation: no reader ever sees
+	// the stream without them.
+	Data []byte
+	// Closed makes the stream closed from the start, its Data its whole content.
+	Closed bool
+}
+
+// Write is one append at a stream's end, applied at once: the store picks the offset
+// (the stream's length), and no other append comes between its bytes, nor between its
+// bytes and its close.
+type Write struct {
+	// Data is the bytes to append; none is allowed when Close is set.
+	Data []byte
+	// Close closes the stream after Data, in the same step, so that no reader ever sees
+	// the stream closed without them, nor them without the close.
+	Close bool
 }
 
 // Store keeps streams by key. Keys are valid (see ValidKey) before they reach a store.
 type Store interface {
-	// Create makes an empty open stream. It reports whether the stream is new; an
-	// existing stream is left as it is, never wiped or reopened.
-	Create(ctx context.Context, key string) (created bool, err error)
+	// Create makes a stream as opts say and returns its Info. It reports whether the
+	// stream is new; an existing stream is left as it is, never wiped or reopened, and
+	// if it was made with a Config that does not match opts.Config (Config.Matches), or
+	// it is closed and opts asks for an open one or the other way round, Create returns
+	// its Info and ErrConfigMismatch.
+	Create(ctx context.Context, key string, opts CreateOptions) (info Info, created bool, err error)
 	// Open returns a handle on an existing stream, or ErrNotFound.
 	Open(ctx context.Context, key string) (Stream, error)
 	// Purge deletes a stream and its bytes for good, ending its followers' reads with
@@ -62,6 +130,12 @@ type Stream interface {
 	// is ErrGap; new bytes for a closed stream are ErrClosed. Nothing is stored on error.
 	// When Append returns, the bytes survive a crash of the process.
 	Append(ctx context.Context, off int64, p []byte) (Info, error)
+	// Write appends w at the stream's end, whatever its length, so that concurrent
+	// writers each add their bytes once, in some order (stores serialise them per
+	// stream). New bytes for a closed stream are ErrClosed; a close of a closed stream
+	// is not an error. Nothing is stored on error; when Write returns, the bytes and the
+	// close survive a crash of the process.
+	Write(ctx context.Context, w Write) (Info, error)
 	// Close marks the stream closed; it is idempotent. When Close returns, the stream's
 	// bytes and its state are on stable storage.
 	Close(ctx context.Context) (Info, error)

@@ -111,7 +111,7 @@ func TestArchivedStreamWithoutArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Create(ctx, "x")
+	s.Create(ctx, "x", sluice.CreateOptions{})
 	st, _ := s.Open(ctx, "x")
 	st.Append(ctx, 0, []byte("hello"))
 	info, _ := st.Close(ctx)

@@ -128,7 +128,7 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 }
 
 // loadArchived loads a closed stream whose data file is gone; the caller holds s.mu.
-func (s *Store) loadArchived(key, dir, version string) (*stream, error) {
+func (s *Store) loadArchived(key, dir string, m meta) (*stream, error) {
 	rec, err := readRecord(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: no data and no archive record: %w", key, err)
@@ -137,7 +137,7 @@ func (s *Store) loadArchived(key, dir, version string) (*stream, error) {
 		return nil, fmt.Errorf("open %s: the stream is archived, and the store has no archive", key)
 	}
 	st := &stream{store: s, key: key, dir: dir}
-	sn := tail.New(sluice.Info{Length: rec.Size, Closed: true, Version: version})
+	sn := tail.New(sluice.Info{Length: rec.Size, Closed: true, Version: m.Version, Config: m.Config})
 	st.snap.Store(&sn)
 	return st, nil
 }

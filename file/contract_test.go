@@ -9,7 +9,7 @@ import (
 
 // TestContract runs the Store contract shared with the JetStream store on local disk.
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, max int64) sluice.Store {
-		return openStore(t, t.TempDir(), Options{MaxStreamSize: max})
+	storetest.Run(t, func(t *testing.T, o storetest.Options) sluice.ArchivableStore {
+		return openStore(t, t.TempDir(), Options{MaxStreamSize: o.MaxStreamSize, Archive: o.Archive})
 	})
 }

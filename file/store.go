@@ -158,47 +158,87 @@ func (s *Store) streamDir(key string) string {
 }
 
 type meta struct {
-	Key     string `json:"key"`
-	Version string `json:"version"`
+	Key     string        `json:"key"`
+	Version string        `json:"version"`
+	Config  sluice.Config `json:"config,omitzero"`
 }
 
-// Create makes an empty open stream, atomically: its directory appears complete with its
-// meta file, or not at all.
-func (s *Store) Create(ctx context.Context, key string) (bool, error) {
+// Create makes a stream, atomically: its directory appears complete, with its meta
+// file, its first bytes and its closed marker, or not at all.
+func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
 	dir := s.streamDir(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := os.Stat(dir); err == nil {
-		return false, nil
+		info, err := s.existing(key)
+		if err == nil && (!info.Config.Matches(opts.Config) || info.Closed != opts.Closed) {
+			err = fmt.Errorf("create %s: %w", key, sluice.ErrConfigMismatch)
+		}
+		return info, false, err
 	}
-	if s.opts.MaxOpenStreams > 0 && s.open >= s.opts.MaxOpenStreams {
-		return false, fmt.Errorf("create %s: %w (limit %d)", key, sluice.ErrTooManyStreams, s.opts.MaxOpenStreams)
+	if s.opts.MaxOpenStreams > 0 && !opts.Closed && s.open >= s.opts.MaxOpenStreams {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d)", key, sluice.ErrTooManyStreams, s.opts.MaxOpenStreams)
 	}
+	if max := s.opts.MaxStreamSize; max > 0 && int64(len(opts.Data)) > max {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, max)
+	}
+	m := meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4), Config: opts.Config}
+	if err := s.makeDir(dir, m, opts); err != nil {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	}
+	if opts.Closed {
+		s.closes.Add(key)
+	} else {
+		s.open++
+	}
+	return sluice.Info{Length: int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}, true, nil
+}
+
+// makeDir writes a new stream's directory in the trash, fsynced, and renames it into
+// place at dir.
+func (s *Store) makeDir(dir string, m meta, opts sluice.CreateOptions) error {
 	tmp, err := os.MkdirTemp(s.path("trash"), "new-")
 	if err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+		return err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	b, _ := json.Marshal(meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4)})
+	b, _ := json.Marshal(m)
 	if err := writeFileSync(filepath.Join(tmp, "meta.json"), b); err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+		return err
 	}
-	f, err := os.OpenFile(filepath.Join(tmp, "data"), os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+	if err := writeFileSync(filepath.Join(tmp, "data"), opts.Data); err != nil {
+		return err
 	}
-	f.Close()
+	if opts.Closed {
+		if err := writeFileSync(filepath.Join(tmp, "closed"), nil); err != nil {
+			return err
+		}
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+		return err
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+	return syncDir(filepath.Dir(dir))
+}
+
+// existing returns the Info of a stream that exists; the caller holds s.mu.
+func (s *Store) existing(key string) (sluice.Info, error) {
+	if st := s.streams[key]; st != nil {
+		return st.snap.Load().Info, nil
 	}
-	s.open++
-	return true, nil
+	st, err := s.load(key)
+	if err != nil {
+		return sluice.Info{}, err
+	}
+	if st.f != nil {
+		st.f.Close()
+	}
+	return st.snap.Load().Info, nil
 }
 
 // Open returns a handle on an existing stream. Streams with live handles are shared, so
@@ -240,7 +280,7 @@ func (s *Store) load(key string) (*stream, error) {
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "data"), flag, 0)
 	if closed && errors.Is(err, fs.ErrNotExist) {
-		return s.loadArchived(key, dir, m.Version)
+		return s.loadArchived(key, dir, m)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", key, err)
@@ -251,7 +291,7 @@ func (s *Store) load(key string) (*stream, error) {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
 	st := &stream{store: s, key: key, dir: dir, f: f}
-	sn := tail.New(sluice.Info{Length: fi.Size(), Closed: closed, Version: m.Version})
+	sn := tail.New(sluice.Info{Length: fi.Size(), Closed: closed, Version: m.Version, Config: m.Config})
 	st.snap.Store(&sn)
 	return st, nil
 }

@@ -126,7 +126,7 @@ func TestCreate(t *testing.T) {
 	mustAppend(t, h, 0, []byte("kept"))
 	version := h.Info().Version
 
-	created, err := s.Create(ctx, "a")
+	_, created, err := s.Create(ctx, "a", sluice.CreateOptions{})
 	if err != nil || created {
 		t.Fatalf("Create(existing) = %v, %v; want false, nil", created, err)
 	}
@@ -137,12 +137,13 @@ func TestCreate(t *testing.T) {
 		t.Fatalf("Version after Create(existing) = %q; want unchanged %q", v, version)
 	}
 
-	// A closed stream is not reopened by Create.
+	// A closed stream is not reopened by Create: asked for an open one, Create reports
+	// the mismatch, and the closed one as it is.
 	if _, err := h.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if created, err := s.Create(ctx, "a"); err != nil || created {
-		t.Fatalf("Create(closed) = %v, %v; want false, nil", created, err)
+	if info, created, err := s.Create(ctx, "a", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrConfigMismatch) || created || !info.Closed {
+		t.Fatalf("Create(closed) = %+v, %v, %v; want the closed stream, false, ErrConfigMismatch", info, created, err)
 	}
 	h2 := open(t, s, "a")
 	if info := h2.Info(); !info.Closed || info.Length != 4 {
@@ -170,14 +171,14 @@ func TestMaxOpenStreams(t *testing.T) {
 	create(t, s, "a")
 	create(t, s, "b")
 	count(2)
-	if created, err := s.Create(ctx, "c"); !errors.Is(err, sluice.ErrTooManyStreams) || created {
+	if _, created, err := s.Create(ctx, "c", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) || created {
 		t.Fatalf("Create beyond the limit = %v, %v; want false, ErrTooManyStreams", created, err)
 	}
 	if _, err := s.Open(ctx, "c"); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("refused stream exists: Open = %v", err)
 	}
 	// At the limit, an existing key is still just "not new", not an error.
-	if created, err := s.Create(ctx, "a"); created || err != nil {
+	if _, created, err := s.Create(ctx, "a", sluice.CreateOptions{}); created || err != nil {
 		t.Fatalf("Create(existing) at the limit = %v, %v; want false, nil", created, err)
 	}
 	count(2)
@@ -192,7 +193,7 @@ func TestMaxOpenStreams(t *testing.T) {
 	count(1)
 	create(t, s, "c")
 	count(2)
-	if _, err := s.Create(ctx, "d"); !errors.Is(err, sluice.ErrTooManyStreams) {
+	if _, _, err := s.Create(ctx, "d", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 		t.Fatalf("Create beyond the limit = %v; want ErrTooManyStreams", err)
 	}
 
@@ -212,7 +213,7 @@ func TestMaxOpenStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	count(2)
-	if _, err := s.Create(ctx, "e"); !errors.Is(err, sluice.ErrTooManyStreams) {
+	if _, _, err := s.Create(ctx, "e", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 		t.Fatalf("Create after purging a closed stream = %v; want ErrTooManyStreams", err)
 	}
 
@@ -231,7 +232,7 @@ func TestMaxOpenStreams(t *testing.T) {
 	count(1)
 	create(t, s, "e")
 	count(2)
-	if _, err := s.Create(ctx, "f"); !errors.Is(err, sluice.ErrTooManyStreams) {
+	if _, _, err := s.Create(ctx, "f", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 		t.Fatalf("Create beyond the limit after reopen = %v; want ErrTooManyStreams", err)
 	}
 }
@@ -936,7 +937,7 @@ func TestCrashLeftovers(t *testing.T) {
 	if _, err := s.Open(ctx, "broken"); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Open of a directory without meta.json = %v; want ErrNotFound", err)
 	}
-	created, err := s.Create(ctx, "broken")
+	_, created, err := s.Create(ctx, "broken", sluice.CreateOptions{})
 	if err != nil || !created {
 		t.Fatalf("Create over a directory without meta.json = %v, %v; want true, nil", created, err)
 	}

@@ -40,16 +40,40 @@ func (st *stream) append(ctx context.Context, src source, off int64, p []byte) (
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
-	info := sn.Info
 	if sn.Purged {
-		return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
+		return sn.Info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
 	}
-	p, err := info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+	p, err := sn.Info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
 		return st.verify(ctx, sn, src, off, old)
 	})
 	if err != nil {
-		return info, fmt.Errorf("append to %s: %w", st.key, err)
+		return sn.Info, fmt.Errorf("append to %s: %w", st.key, err)
 	}
+	return st.appendLocked(sn, p)
+}
+
+// write appends w at the stream's end; see sluice.Stream.Write.
+func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sn := st.snap.Load()
+	if sn.Purged {
+		return sn.Info, fmt.Errorf("write to %s: %w", st.key, sluice.ErrNotFound)
+	}
+	p, err := sn.Info.Admit(sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
+	if err != nil {
+		return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+	}
+	info, err := st.appendLocked(sn, p)
+	if err != nil || !w.Close {
+		return info, err
+	}
+	return st.closeLocked()
+}
+
+// appendLocked stores p at the end of the stream in state sn; the caller holds st.mu.
+func (st *stream) appendLocked(sn *tail.Snapshot, p []byte) (sluice.Info, error) {
+	info := sn.Info
 	if len(p) == 0 {
 		return info, nil
 	}
@@ -104,9 +128,14 @@ func read(ctx context.Context, sn *tail.Snapshot, src source, p []byte, off int6
 	return p[:m], err
 }
 
-func (st *stream) close(ctx context.Context) (sluice.Info, error) {
+func (st *stream) close() (sluice.Info, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	return st.closeLocked()
+}
+
+// closeLocked closes the stream; the caller holds st.mu.
+func (st *stream) closeLocked() (sluice.Info, error) {
 	sn := st.snap.Load()
 	switch {
 	case sn.Purged:
@@ -192,7 +221,11 @@ func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, 
 	return h.st.append(ctx, h.src(), off, p)
 }
 
-func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
+func (h *handle) Write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+	return h.st.write(ctx, w)
+}
+
+func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close() }
 
 // Read may be called concurrently, as sluice.Stream requires; the first call counts the
 // handle as a reader once.

@@ -42,7 +42,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusForbidden
 	case errors.Is(err, sluice.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, sluice.ErrGap), errors.Is(err, sluice.ErrMismatch), errors.Is(err, sluice.ErrClosed):
+	case errors.Is(err, sluice.ErrGap), errors.Is(err, sluice.ErrMismatch), errors.Is(err, sluice.ErrClosed),
+		errors.Is(err, sluice.ErrContentType), errors.Is(err, sluice.ErrConfigMismatch):
 		code = http.StatusConflict
 		w.Header().Set("Stream-Conflict", conflictName(err))
 		s.metrics.conflicts.Inc()
@@ -69,6 +70,8 @@ func conflictName(err error) string {
 		return "mismatch"
 	case errors.Is(err, sluice.ErrClosed):
 		return "closed"
+	case errors.Is(err, sluice.ErrContentType):
+		return "content-type"
 	}
 	return ""
 }
@@ -80,8 +83,8 @@ func setInfo(h http.Header, info sluice.Info) {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, key string) {
-	created, err := s.store.Create(r.Context(), key)
-	if err != nil {
+	_, created, err := s.store.Create(r.Context(), key, sluice.CreateOptions{})
+	if err != nil && !errors.Is(err, sluice.ErrConfigMismatch) { // busl: any stream of key will do
 		s.fail(w, r, err)
 		return
 	}
@@ -98,7 +101,7 @@ func (s *Server) createRandom(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 16)
 	rand.Read(b)
 	key := hex.EncodeToString(b)
-	if _, err := s.store.Create(r.Context(), key); err != nil {
+	if _, _, err := s.store.Create(r.Context(), key, sluice.CreateOptions{}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -169,16 +172,18 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.store.Create(r.Context(), key); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	st, err := s.store.Open(r.Context(), key)
+	st, err := s.openForPublish(r.Context(), key, off)
 	if err != nil {
+		setInfo(w.Header(), sluice.Info{})
 		s.fail(w, r, err)
 		return
 	}
 	defer st.Release()
+	if st.Info().Config.Records() {
+		setInfo(w.Header(), st.Info())
+		s.fail(w, r, fmt.Errorf("publish to %s: %w: the stream holds JSON messages; append them through /v1/stream/", key, sluice.ErrContentType))
+		return
+	}
 	// Append even an empty body once, so a gap is refused before anything is read.
 	info, err := st.Append(r.Context(), off, nil)
 	if err == nil {
@@ -197,6 +202,23 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	setInfo(w.Header(), info)
 	w.WriteHeader(http.StatusOK)
+}
+
+// openForPublish opens the stream of key, creating it if it does not exist (busl's
+// producers never create first), unless the publish starts beyond 0: that would be
+// refused as a gap, and must not leave an empty stream behind.
+func (s *Server) openForPublish(ctx context.Context, key string, off int64) (sluice.Stream, error) {
+	st, err := s.store.Open(ctx, key)
+	if !errors.Is(err, sluice.ErrNotFound) {
+		return st, err
+	}
+	if off > 0 {
+		return nil, fmt.Errorf("publish to %s at %d, length 0: %w", key, off, sluice.ErrGap)
+	}
+	if _, _, err := s.store.Create(ctx, key, sluice.CreateOptions{}); err != nil && !errors.Is(err, sluice.ErrConfigMismatch) {
+		return nil, err
+	}
+	return s.store.Open(ctx, key)
 }
 
 // copyBody appends the body from offset off until it ends. A body that breaks leaves every

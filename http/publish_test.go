@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
 )
 
@@ -309,6 +310,36 @@ func TestPublishGap(t *testing.T) {
 	resp, body = call(t, http.MethodPost, ts.streamURL("g"), strings.NewReader("d"), "Stream-Offset", "3")
 	wantStatus(t, resp, body, http.StatusOK) // at the length: no gap
 	wantStream(t, ts, "g", "abcd", true)
+
+	// A gap to an unknown key is refused without creating the stream.
+	resp, body = call(t, http.MethodPost, ts.streamURL("never"), strings.NewReader("x"), "Stream-Offset", "5")
+	wantStatus(t, resp, body, http.StatusConflict)
+	wantInfo(t, resp, 0, false)
+	if _, err := ts.store.Open(context.Background(), "never"); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("a refused gap left a stream behind: Open = %v", err)
+	}
+	if n := ts.store.OpenStreams(); n != 0 { // "g" is closed
+		t.Fatalf("%d open streams after a refused gap to a new key, want 0", n)
+	}
+}
+
+// TestPublishToJSONStream proves that raw bytes published to a stream of JSON records
+// (made through the Durable Streams side) are refused with 409 and Stream-Conflict:
+// content-type, so that its message boundaries stay intact.
+func TestPublishToJSONStream(t *testing.T) {
+	ts := newTestServer(t, Config{}, file.Options{})
+	_, _, err := ts.store.Create(context.Background(), "j", sluice.CreateOptions{
+		Config: sluice.Config{ContentType: "application/json"}, Data: []byte("{\"a\":1}\n"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := call(t, http.MethodPost, ts.streamURL("j"), strings.NewReader("not json"), "Stream-Offset", "8")
+	wantStatus(t, resp, body, http.StatusConflict)
+	if got := resp.Header.Get("Stream-Conflict"); got != "content-type" {
+		t.Errorf("Stream-Conflict %q, want content-type", got)
+	}
+	wantStream(t, ts, "j", "{\"a\":1}\n", false)
 }
 
 // TestPublishStreamOffsetNumbers proves that a Stream-Offset that is not an unsigned

@@ -16,7 +16,7 @@ import (
 
 // Store is a sluice.ArchivableStore.
 type Store struct {
-	CreateFn       func(ctx context.Context, key string) (bool, error)
+	CreateFn       func(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error)
 	OpenFn         func(ctx context.Context, key string) (sluice.Stream, error)
 	PurgeFn        func(ctx context.Context, key string) error
 	NotifyFn       func() <-chan struct{}
@@ -30,7 +30,9 @@ type Store struct {
 var _ sluice.ArchivableStore = (*Store)(nil)
 
 // Create calls CreateFn.
-func (s *Store) Create(ctx context.Context, key string) (bool, error) { return s.CreateFn(ctx, key) }
+func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
+	return s.CreateFn(ctx, key, opts)
+}
 
 // Open calls OpenFn.
 func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
@@ -70,6 +72,7 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 type Stream struct {
 	InfoFn    func() sluice.Info
 	AppendFn  func(ctx context.Context, off int64, p []byte) (sluice.Info, error)
+	WriteFn   func(ctx context.Context, w sluice.Write) (sluice.Info, error)
 	CloseFn   func(ctx context.Context) (sluice.Info, error)
 	ReadFn    func(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error)
 	ReleaseFn func()
@@ -83,6 +86,11 @@ func (s *Stream) Info() sluice.Info { return s.InfoFn() }
 // Append calls AppendFn.
 func (s *Stream) Append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
 	return s.AppendFn(ctx, off, p)
+}
+
+// Write calls WriteFn.
+func (s *Stream) Write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+	return s.WriteFn(ctx, w)
 }
 
 // Close calls CloseFn.

@@ -22,7 +22,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Run(fmt.Sprintf("nats/%d", size), func(b *testing.B) {
 			s := newBenchStore(b)
 			key := fmt.Sprintf("bench-append-%d-%d", size, time.Now().UnixNano())
-			s.Create(ctx, key)
+			s.Create(ctx, key, sluice.CreateOptions{})
 			h, _ := s.Open(ctx, key)
 			defer h.Release()
 			benchAppend(b, h, p)
@@ -34,7 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer fs.Close()
-				fs.Create(ctx, "k")
+				fs.Create(ctx, "k", sluice.CreateOptions{})
 				h, _ := fs.Open(ctx, "k")
 				defer h.Release()
 				benchAppend(b, h, p)
@@ -60,7 +60,7 @@ func benchAppend(b *testing.B, h sluice.Stream, p []byte) {
 func BenchmarkPublishToFollow(b *testing.B) {
 	pub, sub := newBenchStore(b), newBenchStore(b)
 	key := fmt.Sprintf("bench-follow-%d", time.Now().UnixNano())
-	pub.Create(ctx, key)
+	pub.Create(ctx, key, sluice.CreateOptions{})
 	hp, _ := pub.Open(ctx, key)
 	defer hp.Release()
 	hs, _ := sub.Open(ctx, key)
@@ -123,7 +123,7 @@ func BenchmarkLineWrites(b *testing.B) {
 func benchLineWrites(b *testing.B, every, linger time.Duration) {
 	s, other := newStoreTB(b, Options{Linger: linger}), newStoreTB(b, Options{})
 	key := fmt.Sprintf("bench-lines-%d", time.Now().UnixNano())
-	s.Create(ctx, key)
+	s.Create(ctx, key, sluice.CreateOptions{})
 	h, err := s.Open(ctx, key)
 	if err != nil {
 		b.Fatal(err)

@@ -7,9 +7,10 @@ import (
 	"github.com/sluicehq/sluice/internal/storetest"
 )
 
-// TestContract runs the Store contract shared with the file store on JetStream.
+// TestContract runs the Store contract shared with the file store on JetStream, with
+// chunks of 4 bytes, so that most writes take several messages (an atomic batch).
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, max int64) sluice.Store {
-		return newStore(t, shared, Options{MaxStreamSize: max, ChunkSize: 4})
+	storetest.Run(t, func(t *testing.T, o storetest.Options) sluice.ArchivableStore {
+		return newStore(t, shared, Options{MaxStreamSize: o.MaxStreamSize, Archive: o.Archive, ChunkSize: 4})
 	})
 }

@@ -35,6 +35,10 @@ func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, 
 	return h.st.append(ctx, h, off, p)
 }
 
+func (h *handle) Write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+	return h.st.write(ctx, w)
+}
+
 func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
 
 // Read serves recent bytes from the shared tail and older ones from JetStream. The first

@@ -163,6 +163,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 			Replicas:          opts.Replicas,
 			AllowMsgTTL:       true,
 			MaxMsgsPerSubject: -1,
+			// A Write of more than a chunk goes in one atomic batch (stream.putAll).
+			AllowAtomicPublish: true,
 		})
 		return err
 	})
@@ -279,8 +281,9 @@ func token(key string) string {
 }
 
 type meta struct {
-	Key     string `json:"key"`
-	Version string `json:"version"`
+	Key     string        `json:"key"`
+	Version string        `json:"version"`
+	Config  sluice.Config `json:"config,omitzero"`
 	// Archived is set once the stream's archive is confirmed, and Removed once its
 	// live bytes are gone, so that it is read from the archive.
 	Archived *sluice.ArchiveRecord `json:"archived,omitempty"`
@@ -292,39 +295,96 @@ func (s *Store) subject(key, version string) string {
 }
 
 // Create makes a stream: its open marker first, which JetStream refuses beyond
-// MaxOpenStreams, then its meta entry, with a create-only KV put so that of several
-// instances creating one key, exactly one reports created. The marker names the new
+// MaxOpenStreams, then its first bytes and close marker on its new subject, which
+// nobody reads before the stream exists, then its meta entry, with a create-only KV
+// put so that of several instances creating one key, exactly one reports created. So
+// the stream appears whole, or not at all. The marker and the subject name the new
 // version, which nobody knows before the meta entry exists, so a create that loses the
-// race removes its own marker and nobody else's.
-func (s *Store) Create(ctx context.Context, key string) (bool, error) {
+// race removes its own marker and bytes and nobody else's.
+func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
 	// Most creates come with a publish to a stream that exists: one read answers them.
-	if _, _, err := s.meta(ctx, key); err == nil {
-		return false, nil
-	} else if !errors.Is(err, sluice.ErrNotFound) {
-		return false, fmt.Errorf("create %w", err)
+	if info, err := s.existing(ctx, key, opts); !errors.Is(err, sluice.ErrNotFound) {
+		return info, false, err
 	}
-	m := meta{Key: key, Version: newVersion()}
-	if err := s.mark(ctx, key, m.Version); err != nil {
-		return false, fmt.Errorf("create %s: %w", key, err)
+	if max := s.opts.MaxStreamSize; max > 0 && int64(len(opts.Data)) > max {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, max)
+	}
+	m := meta{Key: key, Version: newVersion(), Config: opts.Config}
+	if !opts.Closed {
+		if err := s.mark(ctx, key, m.Version); err != nil {
+			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+		}
+	}
+	info := sluice.Info{Length: int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}
+	created, err := s.createMeta(ctx, m, opts)
+	if !created {
+		s.unmark(ctx, key, m.Version)
+		s.dropSubject(ctx, key, m.Version)
+	}
+	if err != nil {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	}
+	if !created {
+		info, err := s.existing(ctx, key, opts)
+		return info, false, err
+	}
+	if opts.Closed {
+		s.closes.Add(key)
+	}
+	return info, true, nil
+}
+
+// existing returns the Info of the stream of key, if it exists, and ErrConfigMismatch
+// if opts do not match it (see sluice.Store.Create).
+func (s *Store) existing(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, error) {
+	st, err := s.Open(ctx, key)
+	if err != nil {
+		return sluice.Info{}, fmt.Errorf("create %w", err)
+	}
+	info := st.Info()
+	st.Release()
+	if !info.Config.Matches(opts.Config) || info.Closed != opts.Closed {
+		return info, fmt.Errorf("create %s: %w", key, sluice.ErrConfigMismatch)
+	}
+	return info, nil
+}
+
+// createMeta stores a new stream's first bytes and close on its subject, then its meta
+// entry; it reports whether the entry is this create's.
+func (s *Store) createMeta(ctx context.Context, m meta, opts sluice.CreateOptions) (bool, error) {
+	if len(opts.Data) > 0 || opts.Closed {
+		st := newStream(s, m.Key, m.Version, m.Config)
+		if _, err := st.putAll(ctx, 0, 0, opts.Data, opts.Closed); err != nil {
+			return false, err
+		}
 	}
 	b, _ := json.Marshal(m)
 	err := s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.kv.Create(ctx, token(key), b)
+		_, err := s.kv.Create(ctx, token(m.Key), b)
 		return err
 	})
-	if err != nil {
-		// A create retried after a lost answer may have succeeded: the entry is ours
-		// if it holds our version.
-		if cur, _, gerr := s.meta(ctx, key); gerr == nil && cur.Version == m.Version {
-			return true, nil
-		}
-		s.unmark(ctx, key, m.Version)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return false, nil
-		}
-		return false, fmt.Errorf("create %s: %w", key, err)
+	if err == nil {
+		return true, nil
 	}
-	return true, nil
+	// A create retried after a lost answer may have succeeded: the entry is ours if it
+	// holds our version.
+	if cur, _, gerr := s.meta(ctx, m.Key); gerr == nil && cur.Version == m.Version {
+		return true, nil
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	return false, err
+}
+
+// dropSubject deletes the bytes of a stream's version that never came to exist.
+func (s *Store) dropSubject(ctx context.Context, key, version string) {
+	err := s.retry(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		return s.js1.Purge(ctx, jetstream.WithPurgeSubject(s.subject(key, version)))
+	})
+	if err != nil {
+		s.log.Error("nats store: bytes of a stream never created left behind", "key", key, "err", err)
+	}
 }
 
 func (s *Store) markSubject(key, version string) string {
@@ -393,7 +453,7 @@ func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
 	s.mu.Lock()
 	st := s.streams[key]
 	if st == nil || st.version != m.Version {
-		st = newStream(s, key, m.Version)
+		st = newStream(s, key, m.Version, m.Config)
 		s.streams[key] = st
 	}
 	st.refs++

@@ -78,7 +78,7 @@ func TestCreateOpenPurgeVersion(t *testing.T) {
 		t.Fatalf("Purge(unknown) = %v, want ErrNotFound", err)
 	}
 	create(t, a, key)
-	if created, err := b.Create(ctx, key); err != nil || created {
+	if _, created, err := b.Create(ctx, key, sluice.CreateOptions{}); err != nil || created {
 		t.Fatalf("second Create on other instance = %v, %v; want false, nil", created, err)
 	}
 	ha := open(t, a, key)
@@ -320,10 +320,10 @@ func TestMaxOpenStreams(t *testing.T) {
 	create(t, a, "one")
 	create(t, b, "two")
 	for _, s := range []*Store{a, b} {
-		if created, err := s.Create(ctx, "three"); !errors.Is(err, sluice.ErrTooManyStreams) {
+		if _, created, err := s.Create(ctx, "three", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 			t.Fatalf("third Create = %v, %v; want ErrTooManyStreams", created, err)
 		}
-		if created, err := s.Create(ctx, "one"); created || err != nil {
+		if _, created, err := s.Create(ctx, "one", sluice.CreateOptions{}); created || err != nil {
 			t.Fatalf("Create of an existing stream at the limit = %v, %v; want false, nil", created, err)
 		}
 	}
@@ -332,7 +332,7 @@ func TestMaxOpenStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	create(t, a, "three")
-	if _, err := b.Create(ctx, "four"); !errors.Is(err, sluice.ErrTooManyStreams) {
+	if _, _, err := b.Create(ctx, "four", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 		t.Fatalf("Create at the limit again = %v, want ErrTooManyStreams", err)
 	}
 	if err := a.Purge(ctx, "two"); err != nil {

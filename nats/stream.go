@@ -3,6 +3,7 @@ package nats
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/backoff"
@@ -52,9 +54,9 @@ type stream struct {
 	sub   jetstream.ConsumeContext
 }
 
-func newStream(s *Store, key, version string) *stream {
+func newStream(s *Store, key, version string, cfg sluice.Config) *stream {
 	st := &stream{store: s, key: key, version: version, subj: s.subject(key, version)}
-	st.snap.Store(&snapshot{Snapshot: tail.New(sluice.Info{Version: version})})
+	st.snap.Store(&snapshot{Snapshot: tail.New(sluice.Info{Version: version, Config: cfg})})
 	return st
 }
 
@@ -239,32 +241,109 @@ func (st *stream) put(ctx context.Context, last uint64, off int64, p []byte, clo
 
 // close publishes the close marker at the stream's end, racing writers like an append.
 func (st *stream) close(ctx context.Context) (sluice.Info, error) {
+	return st.write(ctx, sluice.Write{Close: true})
+}
+
+// write appends w at the stream's end (see sluice.Stream.Write): its chunks and its
+// close go in one atomic batch, expecting the subject's last sequence this process
+// knows; when another writer got there first, the true tail is re-read and the write
+// tried again there, so concurrent writers never interleave.
+func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 	for {
 		sn := st.snap.Load()
-		switch {
-		case sn.Purged:
-			return sn.Info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
-		case sn.Info.Closed:
-			// Closed already, and its open marker removed then, unless the closer
-			// died first: removing it again costs a request and repairs that.
-			st.store.unmark(ctx, st.key, st.version)
+		if sn.Purged {
+			return sn.Info, fmt.Errorf("write to %s: %w", st.key, sluice.ErrNotFound)
+		}
+		p, err := sn.Info.Admit(sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
+		if err != nil {
+			return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+		}
+		if len(p) == 0 && (!w.Close || sn.Info.Closed) {
+			if w.Close {
+				// Closed already, and its open marker removed then, unless the closer
+				// died first: removing it again costs a request and repairs that.
+				st.store.unmark(ctx, st.key, st.version)
+			}
 			return sn.Info, nil
 		}
-		c, err := st.put(ctx, sn.lastSeq, sn.Info.Length, nil, true)
+		c, err := st.putAll(ctx, sn.lastSeq, sn.Info.Length, p, w.Close)
 		if wrongLastSeq(err) {
 			if err := st.refresh(ctx); err != nil {
-				return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
+				return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
 			}
 			continue
 		}
 		if err != nil {
-			return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
+			return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
 		}
 		st.apply(c)
-		st.store.unmark(ctx, st.key, st.version)
-		st.store.closes.Add(st.key)
+		if w.Close {
+			st.store.unmark(ctx, st.key, st.version)
+			st.store.closes.Add(st.key)
+		}
 		return st.snap.Load().Info, nil
 	}
+}
+
+// putAll publishes p at off, and the close if closed, expecting the subject's last
+// sequence to be last: one message if it fits, else an atomic batch of chunks, which
+// JetStream stores whole or not at all. It returns the whole as one chunk, whose
+// sequence is the batch's last.
+func (st *stream) putAll(ctx context.Context, last uint64, off int64, p []byte, closed bool) (*chunk, error) {
+	size := st.store.opts.ChunkSize
+	if len(p) <= size {
+		return st.put(ctx, last, off, p, closed)
+	}
+	id := nuid.Next()
+	data := bytes.Clone(p) // the caller's buffer is reused after Write returns
+	for i, seq := 0, 1; i < len(data); i, seq = i+size, seq+1 {
+		msg := nats.NewMsg(st.subj)
+		msg.Data = data[i:min(i+size, len(data))]
+		msg.Header.Set(hdrOffset, strconv.FormatInt(off+int64(i), 10))
+		msg.Header.Set("Nats-Batch-Id", id)
+		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(seq))
+		if i == 0 {
+			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+		}
+		if i+size < len(data) {
+			if err := st.store.nc.PublishMsg(msg); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		msg.Header.Set("Nats-Batch-Commit", "1")
+		if closed {
+			msg.Header.Set(hdrClose, "1")
+		}
+		ack, err := st.commitBatch(ctx, msg)
+		if err != nil {
+			return nil, err
+		}
+		return &chunk{seq: ack, off: off, data: data, closed: closed}, nil
+	}
+	panic("unreachable")
+}
+
+// commitBatch sends the last message of an atomic batch and returns the stream
+// sequence JetStream acknowledged it with.
+func (st *stream) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.store.opts.RequestTimeout)
+	defer cancel()
+	resp, err := st.store.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return 0, err
+	}
+	var ack struct {
+		Error *jetstream.APIError `json:"error"`
+		Seq   uint64              `json:"seq"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("batch acknowledgement: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, ack.Error
+	}
+	return ack.Seq, nil
 }

@@ -2,8 +2,11 @@ package nats
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,5 +134,48 @@ func TestLargeWriteSplit(t *testing.T) {
 	other := newStore(t, shared, Options{})
 	if got := follow(t, open(t, other, key), 0); !bytes.Equal(got, want) {
 		t.Fatalf("another instance reads %d bytes, want the %d written, identical", len(got), len(want))
+	}
+}
+
+// TestWritesAcrossInstancesNeverInterleave proves Write's "no other append comes
+// between its bytes" across instances: writers on two instances, with chunks of 8
+// bytes, so that every write is an atomic batch of several messages, each find every
+// one of their writes whole, once, in the stream, and a reader on a third instance
+// reads the same bytes.
+func TestWritesAcrossInstancesNeverInterleave(t *testing.T) {
+	a, b := newStore(t, shared, Options{ChunkSize: 8}), newStore(t, shared, Options{ChunkSize: 8})
+	key := newKey(t)
+	create(t, a, key)
+	rec := func(w, i int) []byte {
+		return fmt.Appendf(nil, "<%d.%02d:%s>", w, i, strings.Repeat(string(rune('a'+w)), 40))
+	}
+	var wg sync.WaitGroup
+	for w, s := range []*Store{a, b, a, b} {
+		wg.Go(func() {
+			h := open(t, s, key)
+			for i := range 25 {
+				if _, err := h.Write(ctx, sluice.Write{Data: rec(w, i)}); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := open(t, a, key).Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := follow(t, open(t, newStore(t, shared, Options{}), key), 0)
+	want := 0
+	for w := range 4 {
+		for i := range 25 {
+			if n := bytes.Count(got, rec(w, i)); n != 1 {
+				t.Fatalf("write %d.%d found %d times, want once whole", w, i, n)
+			}
+			want += len(rec(w, i))
+		}
+	}
+	if len(got) != want {
+		t.Fatalf("stream of %d bytes, want %d", len(got), want)
 	}
 }

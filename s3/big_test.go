@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/archivetest"
 )
 
@@ -25,7 +26,7 @@ func TestS3ArchiveHeapBound(t *testing.T) {
 	ar := newArchiveWith(t, gateway, 0) // the default part size
 	node := archivetest.NewNode(t, t.TempDir(), ar, archivetest.Options{Retention: 0})
 	ctx := context.Background()
-	if _, err := node.Store.Create(ctx, "big"); err != nil {
+	if _, _, err := node.Store.Create(ctx, "big", sluice.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := node.Store.Open(ctx, "big")

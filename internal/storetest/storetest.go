@@ -14,8 +14,16 @@ import (
 )
 
 // Open returns a fresh store (or one where keys from earlier calls are never reused),
-// with the given MaxStreamSize (0: no limit); it is closed when the test ends.
-type Open func(t *testing.T, maxStreamSize int64) sluice.Store
+// as o says; it is closed when the test ends.
+type Open func(t *testing.T, o Options) sluice.ArchivableStore
+
+// Options say what store a test needs.
+type Options struct {
+	// MaxStreamSize is the store's limit on a stream's length; 0 means none.
+	MaxStreamSize int64
+	// Archive, if set, is where the store reads streams whose live copy it removed.
+	Archive sluice.Archive
+}
 
 var keys int
 
@@ -29,12 +37,16 @@ func Run(t *testing.T, open Open) {
 	t.Run("AppendRules", func(t *testing.T) { appendRules(t, open) })
 	t.Run("CreatePurgeVersion", func(t *testing.T) { createPurgeVersion(t, open) })
 	t.Run("ReadChanged", func(t *testing.T) { readChanged(t, open) })
+	t.Run("CreateOptions", func(t *testing.T) { createOptions(t, open) })
+	t.Run("WriteRules", func(t *testing.T) { writeRules(t, open) })
+	t.Run("ConcurrentWrites", func(t *testing.T) { concurrentWrites(t, open) })
+	t.Run("Archivable", func(t *testing.T) { archivable(t, open) })
 }
 
 // Create makes key in s and fails the test unless it is new.
 func Create(t testing.TB, s sluice.Store, key string) {
 	t.Helper()
-	created, err := s.Create(context.Background(), key)
+	_, created, err := s.Create(context.Background(), key, sluice.CreateOptions{})
 	if err != nil || !created {
 		t.Fatalf("Create(%q) = %v, %v; want true, nil", key, created, err)
 	}
@@ -67,9 +79,9 @@ func MustAppend(t testing.TB, h sluice.Stream, off int64, p []byte) sluice.Info 
 // closed stream are ErrClosed. Nothing is stored on error", ErrTooLarge, idempotent Close.
 func appendRules(t *testing.T, open Open) {
 	ctx := context.Background()
-	s := open(t, 16)
+	s := open(t, Options{MaxStreamSize: 16})
 	key := newKey(t)
-	if created, err := s.Create(ctx, key); !created || err != nil {
+	if _, created, err := s.Create(ctx, key, sluice.CreateOptions{}); !created || err != nil {
 		t.Fatalf("Create = %v, %v", created, err)
 	}
 	h := MustOpen(t, s, key)
@@ -133,7 +145,7 @@ func readAll(t *testing.T, h sluice.Stream) ([]byte, sluice.Info) {
 // unknown key are ErrNotFound; Purge frees the key, and the new stream's Version differs.
 func createPurgeVersion(t *testing.T, open Open) {
 	ctx := context.Background()
-	s := open(t, 0)
+	s := open(t, Options{})
 	key := newKey(t)
 	if _, err := s.Open(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Open(unknown) = %v", err)
@@ -141,8 +153,8 @@ func createPurgeVersion(t *testing.T, open Open) {
 	if err := s.Purge(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Purge(unknown) = %v", err)
 	}
-	s.Create(ctx, key)
-	if created, err := s.Create(ctx, key); created || err != nil {
+	s.Create(ctx, key, sluice.CreateOptions{})
+	if _, created, err := s.Create(ctx, key, sluice.CreateOptions{}); created || err != nil {
 		t.Fatalf("second Create = %v, %v; want false, nil", created, err)
 	}
 	h := MustOpen(t, s, key)
@@ -154,7 +166,7 @@ func createPurgeVersion(t *testing.T, open Open) {
 	if _, _, _, err := h.Read(context.Background(), make([]byte, 8), 0); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("Read of a purged stream = %v", err)
 	}
-	if created, err := s.Create(ctx, key); !created || err != nil {
+	if _, created, err := s.Create(ctx, key, sluice.CreateOptions{}); !created || err != nil {
 		t.Fatalf("Create after purge = %v, %v", created, err)
 	}
 	if info := MustOpen(t, s, key).Info(); info.Length != 0 || info.Version == v1 || info.Version == "" {
@@ -166,9 +178,9 @@ func createPurgeVersion(t *testing.T, open Open) {
 // is closed when the stream changes after it".
 func readChanged(t *testing.T, open Open) {
 	ctx := context.Background()
-	s := open(t, 0)
+	s := open(t, Options{})
 	key := newKey(t)
-	s.Create(ctx, key)
+	s.Create(ctx, key, sluice.CreateOptions{})
 	w, r := MustOpen(t, s, key), MustOpen(t, s, key)
 	b, info, changed, err := r.Read(context.Background(), make([]byte, 8), 0)
 	if err != nil || len(b) != 0 || info.Length != 0 {
