@@ -1585,3 +1585,30 @@ func TestFollowerLoggedAtEnd(t *testing.T) {
 		t.Errorf("logged %+v, want two 200s (raw, SSE) and a 101 (WebSocket)", lines)
 	}
 }
+
+// TestEndFollowers proves that EndFollowers ends the followers of one stream, on every
+// transport, and no other: raw is aborted (the client resumes from what it counted),
+// WebSocket closed with 1008, while a follower of another stream still gets its bytes.
+func TestEndFollowers(t *testing.T) {
+	ts := newTestServer(t, Config{}, file.Options{})
+	ctx := subCtx(t)
+	subCreate(t, ts, "ended")
+	subCreate(t, ts, "kept")
+	raw := subGet(t, ctx, ts, "ended", "", nil)
+	ws, _ := subDial(t, ctx, ts, "ended", "", nil)
+	kept := subGet(t, ctx, ts, "kept", "", nil)
+	resEventually(t, 10*time.Second, "three followers", func() (bool, string) {
+		n := ts.fan.Followers()
+		return n == 3, fmt.Sprintf("%d followers", n)
+	})
+	ts.EndFollowers("ended")
+	if _, err := io.ReadAll(raw.Body); err == nil {
+		t.Error("an ended raw follower's response ended cleanly, as if the stream were closed")
+	}
+	_, err := subReadWS(ctx, ws)
+	subWantClose(t, err, websocket.StatusPolicyViolation, "ended")
+	subPublish(t, ts, "kept", 0, []byte("still here\n"), true)
+	if b, err := io.ReadAll(kept.Body); err != nil || string(b) != "still here\n" {
+		t.Fatalf("the other stream's follower read %q, %v", b, err)
+	}
+}

@@ -141,6 +141,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, key string) {
 			s.fail(w, r, err)
 			return
 		}
+		s.fan.End(key) // at once, whatever they wait for
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}

@@ -253,6 +253,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
+// EndFollowers ends the followers that the stream of key has now, as if the server
+// drained for them alone: for a capability revoked, or a stream that must go. Their
+// clients may reconnect (and be refused).
+func (s *Server) EndFollowers(key string) { s.fan.End(key) }
+
 // Drain begins a graceful shutdown: /readyz answers 503, followers are ended so that they
 // reconnect (SSE cleanly, raw by an aborted response, WebSocket with a close frame), and
 // publish bodies stop being read, with every byte received so far stored.

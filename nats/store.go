@@ -103,7 +103,8 @@ type Store struct {
 	mu      sync.Mutex
 	streams map[string]*stream // streams with live handles, by key
 
-	fetches atomic.Int64 // messages fetched by sequence, for tests and metrics
+	fetches  atomic.Int64 // messages fetched by sequence, for tests and metrics
+	lastOpen atomic.Int64 // the last count of OpenStreams
 
 	id     string       // names this instance in archive leases
 	closes closelog.Log // streams closed here, for the Archiver (Notify, ClosedSince)
@@ -522,6 +523,21 @@ func (s *Store) Purge(ctx context.Context, key string) error {
 		st.markPurged()
 	}
 	return nil
+}
+
+// OpenStreams reports how many streams are open (not closed) in the whole cluster: the
+// open markers JetStream holds. It asks the server, within a second, and reports the
+// last count it got if the server does not answer.
+func (s *Store) OpenStreams() int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	info, err := s.open.Info(ctx)
+	if err != nil {
+		s.log.Warn("nats store: count open streams", "err", err)
+		return int(s.lastOpen.Load())
+	}
+	s.lastOpen.Store(int64(info.State.Msgs))
+	return int(info.State.Msgs)
 }
 
 // release drops one reference to st, and its subscription with the last one.

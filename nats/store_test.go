@@ -319,6 +319,9 @@ func TestMaxOpenStreams(t *testing.T) {
 	})
 	create(t, a, "one")
 	create(t, b, "two")
+	if na, nb := a.OpenStreams(), b.OpenStreams(); na != 2 || nb != 2 {
+		t.Fatalf("OpenStreams = %d and %d on the two instances, want 2 (the cluster's)", na, nb)
+	}
 	for _, s := range []*Store{a, b} {
 		if _, created, err := s.Create(ctx, "three", sluice.CreateOptions{}); !errors.Is(err, sluice.ErrTooManyStreams) {
 			t.Fatalf("third Create = %v, %v; want ErrTooManyStreams", created, err)
@@ -337,6 +340,9 @@ func TestMaxOpenStreams(t *testing.T) {
 	}
 	if err := a.Purge(ctx, "two"); err != nil {
 		t.Fatal(err)
+	}
+	if n := b.OpenStreams(); n != 1 {
+		t.Fatalf("OpenStreams after a close and a purge = %d, want 1", n)
 	}
 	create(t, b, "four")
 }

@@ -138,8 +138,6 @@ func New(cfg Config) (*Archive, error) {
 	return &Archive{client: c, cfg: cfg}, nil
 }
 
-// Client is the minio-go client, for tests and tools.
-func (a *Archive) Client() *minio.Client { return a.client }
 
 // ObjectName is the name of the object of key.
 func (a *Archive) ObjectName(key string) string { return a.cfg.Prefix + key + ".log" }
