@@ -138,7 +138,6 @@ func New(cfg Config) (*Archive, error) {
 	return &Archive{client: c, cfg: cfg}, nil
 }
 
-
 // ObjectName is the name of the object of key.
 func (a *Archive) ObjectName(key string) string { return a.cfg.Prefix + key + ".log" }
 
