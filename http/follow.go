@@ -15,23 +15,12 @@ import (
 
 // subscribe serves GET /streams/{key}. See PROTOCOL.md, "Subscribe".
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
-	off, rng, err := startOffset(r)
+	req, err := parseSubscribe(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	follow, err := parseBool("follow", q.Get("follow"), true)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	kind, err := transportKind(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if kind == "html" {
+	if req.kind == "html" {
 		s.serveViewer(w, r, key) // a browser: the web viewer page (viewer.go)
 		return
 	}
@@ -40,19 +29,42 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 		s.fail(w, r, err)
 		return
 	}
-	release := true
-	defer func() {
-		if release {
-			st.Release()
-		}
-	}()
+	if !s.follow(w, r, key, st, req) {
+		st.Release()
+	}
+}
+
+// subscription is what a GET /streams/{key} asks for.
+type subscription struct {
+	off    int64      // the first byte
+	rng    *byteRange // the Range it came from, if any
+	follow bool       // wait for more once caught up
+	kind   string     // raw, sse, websocket or html
+}
+
+func parseSubscribe(r *http.Request) (subscription, error) {
+	var req subscription
+	var err error
+	if req.off, req.rng, err = startOffset(r); err != nil {
+		return req, err
+	}
+	if req.follow, err = parseBool("follow", r.URL.Query().Get("follow"), true); err != nil {
+		return req, err
+	}
+	req.kind, err = transportKind(r)
+	return req, err
+}
+
+// follow answers a subscription to st: a closed stream's end or file, or a follower.
+// It reports whether a follower now owns st (else the caller releases it).
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, key string, st sluice.Stream, req subscription) bool {
 	info := st.Info()
-	end := int64(-1)
-	if rng != nil {
-		if rng.suffix >= 0 {
-			off = max(0, info.Length-rng.suffix)
+	off, end := req.off, int64(-1)
+	if req.rng != nil {
+		if req.rng.suffix >= 0 {
+			off = max(0, info.Length-req.rng.suffix)
 		}
-		end = rng.end
+		end = req.rng.end
 	}
 	if info.Closed {
 		switch {
@@ -60,41 +72,39 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(info.Length, 10))
 			setInfo(w.Header(), info)
 			http.Error(w, fmt.Sprintf("offset %d is beyond the closed stream's length %d", off, info.Length), http.StatusRequestedRangeNotSatisfiable)
-			return
+			return false
 		case off == info.Length:
 			setInfo(w.Header(), info)
 			w.WriteHeader(http.StatusNoContent)
-			return
-		case kind == "raw":
-			s.serveClosed(w, r, st, info, off, rng)
-			return
+			return false
+		case req.kind == "raw":
+			s.serveClosed(w, r, st, info, off, req.rng)
+			return false
 		}
 	}
 	m, err := s.fan.Join(key)
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return false
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
 	setInfo(h, info)
-	if kind == "websocket" {
+	if req.kind == "websocket" {
 		defer m.Leave()
-		s.followWebSocket(w, r, m, st, off, end, follow)
-		return
+		s.followWebSocket(w, r, m, st, off, end, req.follow)
+		return false
 	}
-	if kind == "sse" {
+	if req.kind == "sse" {
 		h.Set("Content-Type", "text/event-stream")
 	} else {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
 	}
-	f := &follower{s: s, m: m, st: st, kind: kind, off: off, end: end, follow: follow, done: requestOf(r.Context()).handOff()}
-	if s.hijackFollower(w, r, f) {
-		release = false // the follower's goroutine owns st now
-	}
+	f := &follower{s: s, m: m, st: st, kind: req.kind, off: off, end: end, follow: req.follow, done: requestOf(r.Context()).handOff()}
+	return s.hijackFollower(w, r, f)
 }
 
 // follower is a raw or SSE follower on its hijacked connection.

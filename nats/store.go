@@ -115,38 +115,7 @@ var _ sluice.Store = (*Store)(nil)
 // Open sets up (or joins) the JetStream stream and KV bucket over nc and returns a Store.
 // The caller keeps ownership of nc.
 func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
-	if opts.Stream == "" {
-		opts.Stream = "SLUICE"
-	}
-	if opts.Bucket == "" {
-		opts.Bucket = "sluice_meta"
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = "sluice.data"
-	}
-	if opts.Replicas <= 0 {
-		opts.Replicas = 1
-		if len(nc.Servers()) >= 3 {
-			opts.Replicas = 3
-		}
-	}
-	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = 256 << 10
-	}
-	// Headers count towards the server's limit too: 4 KiB leaves them ample room.
-	opts.ChunkSize = max(1, min(opts.ChunkSize, int(nc.MaxPayload())-4<<10))
-	if opts.Linger == 0 {
-		opts.Linger = 5 * time.Millisecond
-	}
-	if opts.TailSize <= 0 {
-		opts.TailSize = 1 << 20
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = 2 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.setDefaults(nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("nats store: %w", err)
@@ -155,46 +124,89 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		nc: nc, js: js, opts: opts, log: opts.Logger, streams: make(map[string]*stream),
 		id: newVersion(),
 	}
-	err = s.retry(ctx, func(ctx context.Context) error {
-		var err error
-		s.js1, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:              opts.Stream,
-			Subjects:          []string{opts.Prefix + ".>"},
+	if err := s.setUp(ctx); err != nil {
+		return nil, fmt.Errorf("nats store: %w", err)
+	}
+	return s, nil
+}
+
+func (o *Options) setDefaults(nc *nats.Conn) {
+	if o.Stream == "" {
+		o.Stream = "SLUICE"
+	}
+	if o.Bucket == "" {
+		o.Bucket = "sluice_meta"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "sluice.data"
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+		if len(nc.Servers()) >= 3 {
+			o.Replicas = 3
+		}
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 256 << 10
+	}
+	// Headers count towards the server's limit too: 4 KiB leaves them ample room.
+	o.ChunkSize = max(1, min(o.ChunkSize, int(nc.MaxPayload())-4<<10))
+	if o.Linger == 0 {
+		o.Linger = 5 * time.Millisecond
+	}
+	if o.TailSize <= 0 {
+		o.TailSize = 1 << 20
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// setUp creates (or updates) the store's JetStream streams and opens its bucket.
+func (s *Store) setUp(ctx context.Context) error {
+	maxOpen := int64(s.opts.MaxOpenStreams)
+	if maxOpen <= 0 {
+		maxOpen = -1
+	}
+	for _, sc := range []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&s.js1, jetstream.StreamConfig{
+			Name:              s.opts.Stream,
+			Subjects:          []string{s.opts.Prefix + ".>"},
 			Storage:           jetstream.FileStorage,
-			Replicas:          opts.Replicas,
+			Replicas:          s.opts.Replicas,
 			AllowMsgTTL:       true,
 			MaxMsgsPerSubject: -1,
 			// A Write of more than a chunk goes in one atomic batch (stream.putAll).
 			AllowAtomicPublish: true,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("nats store: stream %s: %w", opts.Stream, err)
-	}
-	maxOpen := int64(opts.MaxOpenStreams)
-	if maxOpen <= 0 {
-		maxOpen = -1
-	}
-	err = s.retry(ctx, func(ctx context.Context) error {
-		var err error
-		s.open, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:     opts.Stream + "_OPEN",
-			Subjects: []string{opts.Prefix + "-open.>"},
+		}},
+		{&s.open, jetstream.StreamConfig{
+			Name:     s.opts.Stream + "_OPEN",
+			Subjects: []string{s.opts.Prefix + "-open.>"},
 			Storage:  jetstream.FileStorage,
-			Replicas: opts.Replicas,
+			Replicas: s.opts.Replicas,
 			MaxMsgs:  maxOpen,
 			Discard:  jetstream.DiscardNew,
+		}},
+	} {
+		err := s.retry(ctx, func(ctx context.Context) error {
+			var err error
+			*sc.dst, err = s.js.CreateOrUpdateStream(ctx, sc.cfg)
+			return err
 		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("nats store: stream %s_OPEN: %w", opts.Stream, err)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", sc.cfg.Name, err)
+		}
 	}
 	if err := s.retry(ctx, s.openBucket); err != nil {
-		return nil, fmt.Errorf("nats store: bucket %s: %w", opts.Bucket, err)
+		return fmt.Errorf("bucket %s: %w", s.opts.Bucket, err)
 	}
-	return s, nil
+	return nil
 }
 
 // openBucket opens the meta bucket, creating it if need be, with direct gets off. A
