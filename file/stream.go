@@ -40,14 +40,11 @@ func (st *stream) append(ctx context.Context, src source, off int64, p []byte) (
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
-	if sn.Purged {
-		return sn.Info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
-	}
-	p, err := sn.Info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+	p, err := sn.Admit(st.key, off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
 		return st.verify(ctx, sn, src, off, old)
 	})
 	if err != nil {
-		return sn.Info, fmt.Errorf("append to %s: %w", st.key, err)
+		return sn.Info, err
 	}
 	return st.appendLocked(sn, p)
 }
@@ -57,12 +54,9 @@ func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Info, error
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sn := st.snap.Load()
-	if sn.Purged {
-		return sn.Info, fmt.Errorf("write to %s: %w", st.key, sluice.ErrNotFound)
-	}
-	p, err := sn.Info.Admit(sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
+	p, err := sn.Admit(st.key, sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
 	if err != nil {
-		return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+		return sn.Info, err
 	}
 	info, err := st.appendLocked(sn, p)
 	if err != nil || !w.Close {
@@ -193,12 +187,8 @@ func (st *stream) stopReading() {
 
 // handle is one holder's reference to a shared stream.
 type handle struct {
-	st       *stream
-	reading  atomic.Bool // set once, by the first Read, which may race with others
-	released atomic.Bool
-
-	arMu sync.Mutex
-	ar   *sluice.ArchiveReader // reads an archived stream; made by the first read
+	tail.Handle
+	st *stream
 }
 
 // src is where the handle reads bytes the tail does not hold: the data file, or, for a
@@ -207,12 +197,7 @@ func (h *handle) src() source {
 	if h.st.f != nil {
 		return fileSource{h.st.f}
 	}
-	h.arMu.Lock()
-	defer h.arMu.Unlock()
-	if h.ar == nil {
-		h.ar = sluice.NewArchiveReader(h.st.store.opts.Archive, h.st.key)
-	}
-	return h.ar
+	return h.Archive(h.st.store.opts.Archive, h.st.key)
 }
 
 func (h *handle) Info() sluice.Info { return h.st.snap.Load().Info }
@@ -230,9 +215,7 @@ func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.c
 // Read may be called concurrently, as sluice.Stream requires; the first call counts the
 // handle as a reader once.
 func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
-	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
-		h.st.startReading()
-	}
+	h.Reading(h.st.startReading)
 	sn := h.st.snap.Load()
 	if sn.Purged {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
@@ -244,17 +227,4 @@ func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.
 	return b, sn.Info, sn.Changed, nil
 }
 
-func (h *handle) Release() {
-	if h.released.Swap(true) {
-		return
-	}
-	if h.reading.Load() {
-		h.st.stopReading()
-	}
-	h.arMu.Lock()
-	if h.ar != nil {
-		h.ar.Close()
-	}
-	h.arMu.Unlock()
-	h.st.store.release(h.st)
-}
+func (h *handle) Release() { h.Handle.Release(h.st.stopReading, func() { h.st.store.release(h.st) }) }

@@ -225,13 +225,7 @@ func (h *handle) readArchive(ctx context.Context, sn *snapshot, p []byte, off in
 		p = make([]byte, 32<<10)
 	}
 	p = p[:min(int64(len(p)), sn.Info.Length-off)]
-	h.mu.Lock()
-	if h.ar == nil {
-		h.ar = sluice.NewArchiveReader(h.st.store.opts.Archive, h.st.key)
-	}
-	ar := h.ar
-	h.mu.Unlock()
-	n, err := ar.ReadAt(ctx, p, off)
+	n, err := h.Archive(h.st.store.opts.Archive, h.st.key).ReadAt(ctx, p, off)
 	if n > 0 && err == io.EOF {
 		err = nil
 	}

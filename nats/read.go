@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,13 +19,11 @@ const readTimeout = 30 * time.Second
 // handle is one holder's reference to a shared stream. It remembers the last chunk it
 // fetched, so a follower reading old bytes in order costs one fetch per chunk.
 type handle struct {
-	st       *stream
-	reading  atomic.Bool
-	released atomic.Bool
+	tail.Handle
+	st *stream
 
 	mu  sync.Mutex
 	cur *chunk
-	ar  *sluice.ArchiveReader // reads a removed stream from the archive; made by the first read
 }
 
 func (h *handle) Info() sluice.Info { return h.st.snap.Load().Info }
@@ -45,9 +42,7 @@ func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.c
 // Read counts the handle as a follower, which starts the stream's one subscription in
 // this process.
 func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
-	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
-		h.st.startReading()
-	}
+	h.Reading(h.st.startReading)
 	sn := h.st.snap.Load()
 	if sn.Purged {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
@@ -162,20 +157,7 @@ func (h *handle) verify(ctx context.Context, sn *snapshot, off int64, p []byte) 
 	return sluice.Verify(off, p, func(off int64) ([]byte, error) { return h.read(ctx, sn, nil, off) })
 }
 
-func (h *handle) Release() {
-	if h.released.Swap(true) {
-		return
-	}
-	if h.reading.Load() {
-		h.st.stopReading()
-	}
-	h.mu.Lock()
-	if h.ar != nil {
-		h.ar.Close()
-	}
-	h.mu.Unlock()
-	h.st.store.release(h.st)
-}
+func (h *handle) Release() { h.Handle.Release(h.st.stopReading, func() { h.st.store.release(h.st) }) }
 
 func (st *stream) startReading() {
 	st.mu.Lock()

@@ -150,10 +150,7 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 	for {
 		sn := st.snap.Load()
 		info := sn.Info
-		if sn.Purged {
-			return info, fmt.Errorf("append to %s: %w", st.key, sluice.ErrNotFound)
-		}
-		rest, err := info.Admit(off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
+		rest, err := sn.Admit(st.key, off, p, st.store.opts.MaxStreamSize, func(off int64, old []byte) error {
 			return h.verify(ctx, sn, off, old)
 		})
 		if errors.Is(err, sluice.ErrGap) && !refreshed { // the length may have grown elsewhere
@@ -163,11 +160,8 @@ func (st *stream) append(ctx context.Context, h *handle, off int64, p []byte) (s
 			}
 			continue
 		}
-		if err != nil {
-			return info, fmt.Errorf("append to %s: %w", st.key, err)
-		}
-		if len(rest) == 0 {
-			return info, nil
+		if err != nil || len(rest) == 0 {
+			return info, err
 		}
 		p, off = rest, info.Length
 		n := min(len(p), st.store.opts.ChunkSize)
@@ -253,12 +247,9 @@ func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Info, error
 	defer st.wmu.Unlock()
 	for {
 		sn := st.snap.Load()
-		if sn.Purged {
-			return sn.Info, fmt.Errorf("write to %s: %w", st.key, sluice.ErrNotFound)
-		}
-		p, err := sn.Info.Admit(sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
+		p, err := sn.Admit(st.key, sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
 		if err != nil {
-			return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+			return sn.Info, err
 		}
 		if len(p) == 0 && (!w.Close || sn.Info.Closed) {
 			if w.Close {

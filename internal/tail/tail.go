@@ -12,6 +12,8 @@
 package tail
 
 import (
+	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice"
@@ -140,4 +142,63 @@ func (t *Tail) fill(p []byte, at int64, limit int) {
 		n := copy(t.blocks[i][(at-t.base)%BlockSize:], p)
 		p, at = p[n:], at+int64(n)
 	}
+}
+
+// Admit applies sluice.Info.Admit to p at off for the stream in state s, which must not
+// be purged (sluice.ErrNotFound); key names the stream in errors. It returns the new
+// bytes, which the store then stores at the length.
+func (s *Snapshot) Admit(key string, off int64, p []byte, maxSize int64, verify func(off int64, old []byte) error) ([]byte, error) {
+	if s.Purged {
+		return nil, fmt.Errorf("append to %s: %w", key, sluice.ErrNotFound)
+	}
+	p, err := s.Info.Admit(off, p, maxSize, verify)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", key, err)
+	}
+	return p, nil
+}
+
+// Handle is what every store's handle on a stream keeps: whether it has read (a
+// handle that reads keeps the stream's tail), whether it was released, and the reader
+// of the stream's archive once its live copy is gone.
+type Handle struct {
+	reading  atomic.Bool // set once, by the first Read, which may race with others
+	released atomic.Bool
+
+	mu sync.Mutex
+	ar *sluice.ArchiveReader
+}
+
+// Reading calls start once, at the handle's first read.
+func (h *Handle) Reading(start func()) {
+	if !h.reading.Load() && h.reading.CompareAndSwap(false, true) {
+		start()
+	}
+}
+
+// Archive returns the handle's reader of the object of key in a, made at the first call.
+func (h *Handle) Archive(a sluice.Archive, key string) *sluice.ArchiveReader {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ar == nil {
+		h.ar = sluice.NewArchiveReader(a, key)
+	}
+	return h.ar
+}
+
+// Release gives the handle back once: it calls stop if the handle has read, ends its
+// archive reader, and calls release; later calls do nothing.
+func (h *Handle) Release(stop, release func()) {
+	if h.released.Swap(true) {
+		return
+	}
+	if h.reading.Load() {
+		stop()
+	}
+	h.mu.Lock()
+	if h.ar != nil {
+		h.ar.Close()
+	}
+	h.mu.Unlock()
+	release()
 }
