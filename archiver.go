@@ -143,7 +143,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 	for range a.opts.Workers {
 		wg.Go(func() { a.work(ctx) })
 	}
-	wg.Go(func() { a.dropLoop(ctx) })
+	a.dropDue(ctx)
 	a.watch(ctx, notify, cursor)
 	wg.Wait()
 	return nil
@@ -166,21 +166,26 @@ func (a *Archiver) scan(ctx context.Context) (int, error) {
 	return len(live), nil
 }
 
-// watch queues the streams that close, as the store tells of them, and lists the store
-// every Rescan, until ctx is done.
+// watch queues the streams that close, as the store tells of them, lists the store
+// every Rescan, and removes live copies as they fall due, until ctx is done.
 func (a *Archiver) watch(ctx context.Context, notify <-chan struct{}, cursor uint64) {
-	var tick <-chan time.Time
+	drops := time.NewTicker(min(max(a.opts.Retention/4, time.Second), time.Minute))
+	defer drops.Stop()
+	var rescans <-chan time.Time
 	if a.opts.Rescan > 0 {
 		t := time.NewTicker(a.opts.Rescan)
 		defer t.Stop()
-		tick = t.C
+		rescans = t.C
 	}
 	for {
 		rescan := false
 		select {
 		case <-notify:
-		case <-tick:
+		case <-rescans:
 			rescan = true
+		case <-drops.C:
+			a.dropDue(ctx)
+			continue
 		case <-ctx.Done():
 			return
 		}
@@ -355,22 +360,6 @@ func (a *Archiver) scheduleDrop(key, version string, at time.Time) {
 	a.mu.Lock()
 	a.drops[key] = drop{version: version, due: at.Add(a.opts.Retention)}
 	a.mu.Unlock()
-}
-
-// dropLoop removes live copies as they fall due.
-func (a *Archiver) dropLoop(ctx context.Context) {
-	a.dropDue(ctx)
-	every := min(max(a.opts.Retention/4, time.Second), time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			a.dropDue(ctx)
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 func (a *Archiver) dropDue(ctx context.Context) {
