@@ -32,6 +32,10 @@ var (
 	// ErrConfigMismatch means Create found the stream made with another Config; the
 	// stream is left as it is.
 	ErrConfigMismatch = errors.New("stream exists with another configuration")
+	// ErrGone means the stream was deleted but its bytes are kept for the forks that
+	// read them (soft-deleted): it can be neither read, written, nor created again
+	// until its last fork goes.
+	ErrGone = errors.New("stream deleted, kept for its forks")
 	// ErrContentType means an append's content type, or its form (raw bytes appended to
 	// a stream of JSON records), does not match the stream's.
 	ErrContentType = errors.New("content type does not match the stream's")
@@ -63,6 +67,25 @@ type Config struct {
 	TTL time.Duration `json:"ttl,omitempty"`
 	// ExpiresAt, if not zero, makes the stream expire at that instant.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Fork, if set, makes the stream a fork: its bytes below Fork.Base are those of
+	// another stream, read from it, and its own come after.
+	Fork *Fork `json:"fork,omitempty"`
+}
+
+// Fork says which stream a fork reads its first bytes from.
+type Fork struct {
+	// Source is the key of the stream forked, and SourceVersion its Info.Version then:
+	// a source purged and made again is another stream.
+	Source        string `json:"source"`
+	SourceVersion string `json:"source_version"`
+	// Base is the offset where the fork's own bytes start: below it, it reads the
+	// source's.
+	Base int64 `json:"base"`
+	// At and Sub are the position the fork was asked for (Durable Streams'
+	// Stream-Fork-Offset, -1 when not given, and Stream-Fork-Sub-Offset), kept so that
+	// the same request again finds the same fork.
+	At  int64 `json:"at"`
+	Sub int64 `json:"sub,omitempty"`
 }
 
 // MediaType is the content type without its parameters, in lower case; "" for none.
@@ -78,9 +101,17 @@ func (c Config) MediaType() string {
 }
 
 // Matches reports whether a stream made with c is the one asked for by o: the same
-// media type (parameters aside, as HTTP compares them), TTL and expiry.
+// media type (parameters aside, as HTTP compares them), TTL, expiry and fork.
 func (c Config) Matches(o Config) bool {
-	return c.MediaType() == o.MediaType() && c.TTL == o.TTL && c.ExpiresAt.Equal(o.ExpiresAt)
+	return c.MediaType() == o.MediaType() && c.TTL == o.TTL && c.ExpiresAt.Equal(o.ExpiresAt) &&
+		c.Fork.matches(o.Fork)
+}
+
+func (f *Fork) matches(o *Fork) bool {
+	if f == nil || o == nil {
+		return f == o
+	}
+	return f.Source == o.Source && f.Sub == o.Sub && (o.At < 0 || o.At == f.At || o.At == f.Base)
 }
 
 // CreateOptions say how Store.Create makes a stream.
@@ -102,6 +133,25 @@ type Write struct {
 	// Close closes the stream after Data, in the same step, so that no reader ever sees
 	// the stream closed without them, nor them without the close.
 	Close bool
+	// Seq, if not empty, must be greater (byte by byte) than the Seq of the stream's
+	// last Write that had one, or the write is ErrSeqOrder: writers that coordinate
+	// through it never store out of order.
+	Seq string
+	// Producer, if set, names the write of an idempotent producer: a retry of one the
+	// stream already has is a duplicate, not stored again (see Writers.Admit).
+	Producer *Producer
+}
+
+// Written is what a Write did.
+type Written struct {
+	// Info is the stream's state after the write.
+	Info
+	// Duplicate is true when the write was a retry of one the stream has: nothing was
+	// stored.
+	Duplicate bool
+	// Producer is the state of the write's producer after it, if it had one: for a
+	// duplicate, the last write the stream has of it.
+	Producer ProducerState
 }
 
 // Store keeps streams by key. Keys are valid (see ValidKey) before they reach a store.
@@ -135,7 +185,7 @@ type Stream interface {
 	// stream). New bytes for a closed stream are ErrClosed; a close of a closed stream
 	// is not an error. Nothing is stored on error; when Write returns, the bytes and the
 	// close survive a crash of the process.
-	Write(ctx context.Context, w Write) (Info, error)
+	Write(ctx context.Context, w Write) (Written, error)
 	// Close marks the stream closed; it is idempotent. When Close returns, the stream's
 	// bytes and its state are on stable storage.
 	Close(ctx context.Context) (Info, error)

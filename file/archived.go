@@ -127,16 +127,17 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 	return syncDir(dir)
 }
 
-// loadArchived loads a closed stream whose data file is gone; the caller holds s.mu.
-func (s *Store) loadArchived(key, dir string, m meta) (*stream, error) {
-	rec, err := readRecord(dir)
+// loadArchived completes the state of a closed stream whose data file is gone: it is
+// read from the archive, which holds all of its bytes (a fork's from its source too).
+// The caller holds s.mu.
+func (s *Store) loadArchived(st *stream, m meta) (*stream, error) {
+	rec, err := readRecord(st.dir)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: no data and no archive record: %w", key, err)
+		return nil, fmt.Errorf("open %s: no data and no archive record: %w", st.key, err)
 	}
 	if s.opts.Archive == nil {
-		return nil, fmt.Errorf("open %s: the stream is archived, and the store has no archive", key)
+		return nil, fmt.Errorf("open %s: the stream is archived, and the store has no archive", st.key)
 	}
-	st := &stream{store: s, key: key, dir: dir}
 	sn := tail.New(sluice.Info{Length: rec.Size, Closed: true, Version: m.Version, Config: m.Config})
 	st.snap.Store(&sn)
 	return st, nil

@@ -3,14 +3,20 @@
 // Each stream lives in a directory named after the SHA-256 of its key (never after the
 // key itself), streams/<2 hex>/<64 hex>/, holding:
 //
-//	meta.json  the key and a version, written once, atomically, when the stream is created
-//	data       the stream's bytes, exactly as published
+//	meta.json  the key, a version and the stream's Config, written once, atomically,
+//	           when the stream is created, with its first bytes and its closed marker
+//	data       the stream's own bytes, exactly as published (a fork's from its base on)
+//	writers    the state of its writers (sluice.Writers), journalled with the bytes
+//	           it guards (see writers.go); present once a writer used it
 //	closed     present once the stream is closed
+//	access     when a stream with a TTL was last read or written (see lifecycle.go)
+//	refs       how many forks read the stream; deleted  present once it is deleted
+//	           while forks still read it (soft-deleted)
 //	archived   present once the stream is archived (see archived.go); the data file
 //	           may then be removed, and the stream is read from Options.Archive
 //
-// The length of a stream is the size of its data file, so there is no second record that
-// a crash could leave out of step with the bytes.
+// The length of a stream is the size of its data file (plus a fork's base), so there
+// is no second record that a crash could leave out of step with the bytes.
 //
 // Durability: every append reaches the kernel (write(2)) before it is acknowledged, so
 // nothing acknowledged is lost when the process dies, even by SIGKILL. Against power loss,
@@ -57,6 +63,9 @@ type Options struct {
 	// TailSize is how many recent bytes of a followed stream are kept in memory for its
 	// followers; 0 means DefaultTailSize.
 	TailSize int
+	// SweepInterval is how often streams past their expiry (sluice.Config's TTL and
+	// ExpiresAt) are deleted when nobody asks for them (1m); every access checks too.
+	SweepInterval time.Duration
 	// Logger receives errors of background syncing; nil means slog.Default().
 	Logger *slog.Logger
 	// Archive, if set, holds the bytes of archived streams whose live copy was removed
@@ -73,37 +82,43 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	streams map[string]*stream // streams with live handles, by key
-	dirty   map[*stream]bool   // streams with bytes not yet fsynced
-	open    int                // streams on disk that are not closed
+	mu       sync.Mutex
+	streams  map[string]*stream // streams with live handles, by key
+	dirty    map[*stream]bool   // streams with bytes not yet fsynced
+	open     int                // streams on disk that are not closed
+	expiring map[string]bool    // keys of streams that have a TTL or an expiry
+	purging  map[string]bool    // keys of streams being purged: they cannot be forked
 
 	closes closelog.Log // streams closed, for the Archiver (Notify, ClosedSince)
 
 	stop chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
 }
 
 var _ sluice.Store = (*Store)(nil)
 
 // Open opens (creating it if needed) the store under dir. It counts the open streams,
-// finishes purges that a crash interrupted, and starts syncing in the background until
-// Close.
+// finishes purges that a crash interrupted, and starts syncing and sweeping expired
+// streams in the background until Close.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.TailSize <= 0 {
 		opts.TailSize = DefaultTailSize
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	s := &Store{
-		dir:     dir,
-		opts:    opts,
-		log:     opts.Logger,
-		streams: make(map[string]*stream),
-		dirty:   make(map[*stream]bool),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		dir:      dir,
+		opts:     opts,
+		log:      opts.Logger,
+		streams:  make(map[string]*stream),
+		dirty:    make(map[*stream]bool),
+		expiring: make(map[string]bool),
+		purging:  make(map[string]bool),
+		stop:     make(chan struct{}),
 	}
 	for _, d := range []string{s.path("streams"), s.path("trash")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -116,16 +131,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(s.path("trash"), 0o755); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
-	n, err := s.countOpen()
-	if err != nil {
+	if err := s.scan(); err != nil {
 		return nil, fmt.Errorf("file store: scan %s: %w", dir, err)
 	}
-	s.open = n
-	go s.syncLoop()
+	s.done.Go(s.syncLoop)
+	s.done.Go(s.sweepLoop)
 	return s, nil
 }
 
-// Close stops background syncing and fsyncs every stream that needs it. Callers release
+// Close stops background work and fsyncs every stream that needs it. Callers release
 // their handles first: appends made after Close are not fsynced in the background.
 func (s *Store) Close() error {
 	select {
@@ -134,7 +148,7 @@ func (s *Store) Close() error {
 	default:
 	}
 	close(s.stop)
-	<-s.done
+	s.done.Wait()
 	return s.syncAll()
 }
 
@@ -161,20 +175,29 @@ type meta struct {
 	Key     string        `json:"key"`
 	Version string        `json:"version"`
 	Config  sluice.Config `json:"config,omitzero"`
+	Created time.Time     `json:"created,omitzero"`
 }
 
 // Create makes a stream, atomically: its directory appears complete, with its meta
-// file, its first bytes and its closed marker, or not at all.
+// file, its first bytes and its closed marker, or not at all. A stream past its expiry
+// is deleted first, as if it were not there. A fork's source must exist, not be
+// deleted, and be of the version the fork names; it counts the fork among its readers
+// (refs) in the same step.
 func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
-	dir := s.streamDir(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := os.Stat(dir); err == nil {
+	dir := s.streamDir(key)
+	if exists(dir) {
 		info, err := s.existing(key)
+		if errors.Is(err, errExpired) {
+			err = s.expireLocked(key)
+		}
 		if err == nil && (!info.Config.Matches(opts.Config) || info.Closed != opts.Closed) {
 			err = fmt.Errorf("create %s: %w", key, sluice.ErrConfigMismatch)
 		}
-		return info, false, err
+		if err == nil || !errors.Is(err, sluice.ErrNotFound) {
+			return info, false, err
+		}
 	}
 	if s.opts.MaxOpenStreams > 0 && !opts.Closed && s.open >= s.opts.MaxOpenStreams {
 		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d)", key, sluice.ErrTooManyStreams, s.opts.MaxOpenStreams)
@@ -182,16 +205,38 @@ func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOption
 	if max := s.opts.MaxStreamSize; max > 0 && int64(len(opts.Data)) > max {
 		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, max)
 	}
-	m := meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4), Config: opts.Config}
+	if f := opts.Config.Fork; f != nil {
+		if err := s.checkSource(f); err != nil {
+			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+		}
+	}
+	m := meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4), Config: opts.Config, Created: time.Now()}
 	if err := s.makeDir(dir, m, opts); err != nil {
 		return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	}
+	if f := opts.Config.Fork; f != nil {
+		if err := s.addRef(f.Source, 1); err != nil {
+			os.RemoveAll(dir)
+			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+		}
 	}
 	if opts.Closed {
 		s.closes.Add(key)
 	} else {
 		s.open++
 	}
-	return sluice.Info{Length: int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}, true, nil
+	if expires(opts.Config) {
+		s.expiring[key] = true
+	}
+	return sluice.Info{Length: base(opts.Config) + int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}, true, nil
+}
+
+// base is the offset of a stream's first own byte: a fork's base, else 0.
+func base(c sluice.Config) int64 {
+	if c.Fork != nil {
+		return c.Fork.Base
+	}
+	return 0
 }
 
 // makeDir writes a new stream's directory in the trash, fsynced, and renames it into
@@ -226,26 +271,55 @@ func (s *Store) makeDir(dir string, m meta, opts sluice.CreateOptions) error {
 	return syncDir(filepath.Dir(dir))
 }
 
-// existing returns the Info of a stream that exists; the caller holds s.mu.
+// existing returns the Info of a stream that exists: errExpired (with its Info) past
+// its expiry, sluice.ErrGone once soft-deleted. The caller holds s.mu.
 func (s *Store) existing(key string) (sluice.Info, error) {
-	if st := s.streams[key]; st != nil {
-		return st.snap.Load().Info, nil
+	st := s.streams[key]
+	if st == nil {
+		var err error
+		if st, err = s.peek(key); err != nil {
+			return sluice.Info{}, err
+		}
 	}
-	st, err := s.load(key)
-	if err != nil {
-		return sluice.Info{}, err
+	info := st.snap.Load().Info
+	switch {
+	case st.deleted:
+		return info, fmt.Errorf("create %s: %w", key, sluice.ErrGone)
+	case st.expired(time.Now()):
+		return info, errExpired
 	}
-	if st.f != nil {
-		st.f.Close()
-	}
-	return st.snap.Load().Info, nil
+	return info, nil
 }
 
 // Open returns a handle on an existing stream. Streams with live handles are shared, so
-// that all followers of a stream read one tail.
+// that all followers of a stream read one tail. A stream past its expiry is deleted
+// (ErrNotFound); one deleted while forks read it is ErrGone.
 func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
+	st, err := s.acquire(key, "")
+	if err != nil {
+		return nil, err
+	}
+	if st.expired(time.Now()) {
+		s.release(st)
+		s.mu.Lock()
+		err := s.expireLocked(key)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	return &handle{st: st, touch: true}, nil
+}
+
+// acquire returns the shared state of the stream of key, with a reference taken; with
+// a version, it is the stream a fork reads (deleted or not, but of that version), else
+// a stream that is not deleted.
+func (s *Store) acquire(key, version string) (*stream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.acquireLocked(key, version)
+}
+
+// acquireLocked is acquire for a caller that holds s.mu.
+func (s *Store) acquireLocked(key, version string) (*stream, error) {
 	st := s.streams[key]
 	if st == nil {
 		var err error
@@ -255,107 +329,131 @@ func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
 		s.streams[key] = st
 	}
 	st.refs++
-	return &handle{st: st}, nil
+	var err error
+	switch {
+	case version != "" && st.snap.Load().Info.Version != version:
+		err = fmt.Errorf("open %s, version %s: %w", key, version, sluice.ErrNotFound)
+	case version == "" && st.deleted:
+		err = fmt.Errorf("open %s: %w", key, sluice.ErrGone)
+	default:
+		return st, nil
+	}
+	for _, st := range s.releaseLocked(st) {
+		st.closeFiles() // under s.mu, but none has bytes to fsync: nothing wrote since it was loaded
+	}
+	return nil, err
 }
 
-// load reads a stream's state from disk. The caller holds s.mu.
-func (s *Store) load(key string) (*stream, error) {
-	dir := s.streamDir(key)
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open %s: %w", key, sluice.ErrNotFound)
-	}
+// peek reads a stream's state from disk without opening its files, for a look at its
+// Info. The caller holds s.mu.
+func (s *Store) peek(key string) (*stream, error) {
+	st, m, err := s.loadMeta(key)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
+		return nil, err
 	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("open %s: meta: %w", key, err)
+	info := sluice.Info{Closed: exists(filepath.Join(st.dir, "closed")), Version: m.Version, Config: m.Config}
+	if fi, err := os.Stat(filepath.Join(st.dir, "data")); err == nil {
+		info.Length = st.base + fi.Size()
+	} else if rec, err := readRecord(st.dir); err == nil {
+		info.Length = rec.Size
 	}
-	_, err = os.Stat(filepath.Join(dir, "closed"))
-	closed := err == nil
-	flag := os.O_RDWR
-	if closed {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "data"), flag, 0)
-	if closed && errors.Is(err, fs.ErrNotExist) {
-		return s.loadArchived(key, dir, m)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	st := &stream{store: s, key: key, dir: dir, f: f}
-	sn := tail.New(sluice.Info{Length: fi.Size(), Closed: closed, Version: m.Version, Config: m.Config})
+	sn := tail.New(info)
 	st.snap.Store(&sn)
 	return st, nil
 }
 
-// Purge moves the stream's directory to the trash, atomically, then deletes it, so a
-// crash mid-purge never leaves half a stream under its key.
-func (s *Store) Purge(ctx context.Context, key string) error {
+// loadMeta reads what a stream's directory says of it, but for its bytes.
+func (s *Store) loadMeta(key string) (*stream, meta, error) {
 	dir := s.streamDir(key)
-	if err := s.purgeArchived(ctx, key); err != nil {
-		return err
+	m, err := readMeta(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, m, fmt.Errorf("open %s: %w", key, sluice.ErrNotFound)
 	}
-	s.mu.Lock()
-	_, err := os.Stat(filepath.Join(dir, "closed"))
-	closed := err == nil
-	trash := s.path("trash", "purged-"+randHex(8))
-	if err := os.Rename(dir, trash); err != nil {
-		s.mu.Unlock()
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("purge %s: %w", key, sluice.ErrNotFound)
-		}
-		return fmt.Errorf("purge %s: %w", key, err)
+	if err != nil {
+		return nil, m, fmt.Errorf("open %s: meta: %w", key, err)
 	}
-	st := s.streams[key]
-	if st != nil {
-		delete(s.streams, key)
-		delete(s.dirty, st)
+	st := &stream{store: s, key: key, dir: dir, base: base(m.Config), deleted: exists(filepath.Join(dir, "deleted"))}
+	st.access.Store(readAccess(dir, m.Created).UnixNano())
+	return st, m, nil
+}
+
+// load reads a stream's state from disk and opens its files, and its source's if it is
+// a fork. The caller holds s.mu.
+func (s *Store) load(key string) (*stream, error) {
+	st, m, err := s.loadMeta(key)
+	if err != nil {
+		return nil, err
 	}
-	if !closed {
-		s.open--
+	closed := exists(filepath.Join(st.dir, "closed"))
+	flag := os.O_RDWR
+	if closed {
+		flag = os.O_RDONLY
 	}
-	s.mu.Unlock()
-	if st != nil {
-		st.purge() // outside s.mu: stream locks are taken before the store's, never after
+	st.f, err = os.OpenFile(filepath.Join(st.dir, "data"), flag, 0)
+	if closed && errors.Is(err, fs.ErrNotExist) {
+		return s.loadArchived(st, m)
 	}
-	if err := os.RemoveAll(trash); err != nil {
-		return fmt.Errorf("purge %s: %w", key, err)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
+	size, err := st.loadWriters(closed) // writers.go: may undo an append a crash cut
+	if err == nil {
+		err = s.openSource(st, m.Config.Fork)
+	}
+	if err != nil {
+		st.closeFiles()
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	sn := tail.New(sluice.Info{Length: st.base + size, Closed: closed, Version: m.Version, Config: m.Config})
+	st.snap.Store(&sn)
+	return st, nil
+}
+
+// openSource gives a fork's state a handle on its source, for the bytes below its base.
+// The caller holds s.mu.
+func (s *Store) openSource(st *stream, f *sluice.Fork) error {
+	if f == nil {
+		return nil
+	}
+	src, err := s.acquireLocked(f.Source, f.SourceVersion)
+	if err != nil {
+		return fmt.Errorf("fork source: %w", err)
+	}
+	st.source = &handle{st: src} // reads through it do not renew the source's TTL
 	return nil
 }
 
-// release drops one reference to st, closing its file with the last one.
+// release drops one reference to st, closing its files with the last one.
 func (s *Store) release(st *stream) {
 	s.mu.Lock()
-	st.refs--
-	last := st.refs == 0
-	dirty := s.dirty[st]
-	if last {
+	done := s.releaseLocked(st)
+	s.mu.Unlock()
+	for _, st := range done {
+		st.closeFiles()
+	}
+}
+
+// releaseLocked drops one reference to st. It returns the states whose last reference
+// went (st, and a fork's sources in turn), whose files the caller closes (closeFiles)
+// once it has let go of s.mu, since they may need an fsync. The caller holds s.mu.
+func (s *Store) releaseLocked(st *stream) (done []*stream) {
+	for st != nil {
+		st.refs--
+		if st.refs > 0 {
+			return done
+		}
 		delete(s.dirty, st)
 		if s.streams[st.key] == st {
 			delete(s.streams, st.key)
 		}
-	}
-	s.mu.Unlock()
-	if !last {
-		return
-	}
-	if dirty {
-		if err := st.f.Sync(); err != nil {
-			s.log.Error("fsync stream", "key", st.key, "err", err)
+		done = append(done, st)
+		var src *stream
+		if st.source != nil {
+			src = st.source.st
 		}
+		st = src
 	}
-	if st.f != nil { // nil for a stream read from the archive
-		st.f.Close()
-	}
+	return done
 }
 
 // markDirty records that st has bytes to fsync; the caller holds st.mu, never s.mu. Only
@@ -370,7 +468,6 @@ func (s *Store) markDirty(st *stream) {
 }
 
 func (s *Store) syncLoop() {
-	defer close(s.done)
 	if s.opts.SyncInterval <= 0 {
 		<-s.stop
 		return
@@ -403,7 +500,7 @@ func (s *Store) syncAll() error {
 	var errs []error
 	for _, st := range todo {
 		st.dirty.Store(false) // before the fsync, which covers every write made so far
-		if err := st.f.Sync(); err != nil {
+		if err := st.sync(); err != nil {
 			errs = append(errs, fmt.Errorf("fsync %s: %w", st.key, err))
 		}
 		s.release(st)
@@ -411,28 +508,32 @@ func (s *Store) syncAll() error {
 	return errors.Join(errs...)
 }
 
-// countOpen counts the streams on disk that are not closed, and removes directories that
-// a crash left without their meta file.
-func (s *Store) countOpen() (int, error) {
-	n := 0
+// scan counts the streams on disk that are open (not closed, not deleted), notes those
+// that expire, and removes directories that a crash left without their meta file.
+func (s *Store) scan() error {
 	dirs, err := filepath.Glob(s.path("streams", "*", "*"))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "meta.json")); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				if err := os.RemoveAll(d); err != nil {
-					return 0, err
-				}
+		m, err := readMeta(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := os.RemoveAll(d); err != nil {
+				return err
 			}
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(d, "closed")); errors.Is(err, fs.ErrNotExist) {
-			n++
+		if err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		if expires(m.Config) {
+			s.expiring[m.Key] = true
+		}
+		if !exists(filepath.Join(d, "closed")) && !exists(filepath.Join(d, "deleted")) {
+			s.open++
 		}
 	}
-	return n, nil
+	return nil
 }
 
 func writeFileSync(name string, b []byte) error {
@@ -449,6 +550,18 @@ func writeFileSync(name string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// writeFileAtomic replaces name with b: a temporary file, fsynced, renamed over it.
+func writeFileAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := writeFileSync(tmp, b); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
 }
 
 func syncDir(dir string) error {

@@ -1037,3 +1037,52 @@ func TestHandleConcurrentUse(t *testing.T) {
 		t.Fatalf("after the only reading handle was released: %d readers, %d tail blocks; want 0, 0", readers, blocks)
 	}
 }
+
+// TestWritersJournalUndo proves the journal's crash rule (writers.go): a producer write
+// whose journal line made it but whose bytes did not, or only in part, is undone when
+// the store opens again, bytes and state, so that the producer's retry is stored once;
+// and a line cut short by the crash is ignored.
+func TestWritersJournalUndo(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(t, s, "j")
+	h := open(t, s, "j")
+	p := func(seq uint64) *sluice.Producer { return &sluice.Producer{ID: "p", Seq: seq} }
+	if _, err := h.Write(ctx, sluice.Write{Data: []byte("abc"), Producer: p(0)}); err != nil {
+		t.Fatal(err)
+	}
+	h.Release()
+	s.Close()
+	// The crash: the line of the producer's next write, then 2 of its 7 bytes, then half
+	// of another line.
+	sdir := s.streamDir("j")
+	jf, err := os.OpenFile(filepath.Join(sdir, "writers"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(jf, `{"start":3,"end":10,"writers":{"producers":{"p":{"epoch":0,"seq":1}}}}`+"\n"+`{"start":10,"e`)
+	jf.Close()
+	df, _ := os.OpenFile(filepath.Join(sdir, "data"), os.O_APPEND|os.O_WRONLY, 0)
+	df.WriteString("de")
+	df.Close()
+
+	s2 := openStore(t, dir, Options{})
+	h2 := open(t, s2, "j")
+	if info := h2.Info(); info.Length != 3 {
+		t.Fatalf("after the crash: length %d, want 3 (the cut write undone)", info.Length)
+	}
+	wr, err := h2.Write(ctx, sluice.Write{Data: []byte("defghij"), Producer: p(1)})
+	if err != nil || wr.Duplicate || wr.Length != 10 {
+		t.Fatalf("the producer's retry = %+v, %v; want it stored once, length 10", wr, err)
+	}
+	if wr, err := h2.Write(ctx, sluice.Write{Data: []byte("defghij"), Producer: p(1)}); err != nil || !wr.Duplicate {
+		t.Fatalf("its retry again = %+v, %v; want a duplicate", wr, err)
+	}
+	if got := dataFile(t, s2, "j"); string(got) != "abcdefghij" {
+		t.Fatalf("data %q", got)
+	}
+}

@@ -72,7 +72,7 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 type Stream struct {
 	InfoFn    func() sluice.Info
 	AppendFn  func(ctx context.Context, off int64, p []byte) (sluice.Info, error)
-	WriteFn   func(ctx context.Context, w sluice.Write) (sluice.Info, error)
+	WriteFn   func(ctx context.Context, w sluice.Write) (sluice.Written, error)
 	CloseFn   func(ctx context.Context) (sluice.Info, error)
 	ReadFn    func(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error)
 	ReleaseFn func()
@@ -89,7 +89,7 @@ func (s *Stream) Append(ctx context.Context, off int64, p []byte) (sluice.Info, 
 }
 
 // Write calls WriteFn.
-func (s *Stream) Write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+func (s *Stream) Write(ctx context.Context, w sluice.Write) (sluice.Written, error) {
 	return s.WriteFn(ctx, w)
 }
 

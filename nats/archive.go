@@ -213,8 +213,16 @@ func (s *Store) purgeArchived(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close leaves the NATS connection to its owner; the store has no work of its own.
-func (s *Store) Close() error { return nil }
+// Close stops the sweep of expired streams. It leaves the NATS connection to its owner.
+func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	return nil
+}
 
 // readArchive reads bytes of sn at off from the archive into p (32 KiB if p is empty).
 func (h *handle) readArchive(ctx context.Context, sn *snapshot, p []byte, off int64) ([]byte, error) {

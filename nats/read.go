@@ -20,7 +20,8 @@ const readTimeout = 30 * time.Second
 // fetched, so a follower reading old bytes in order costs one fetch per chunk.
 type handle struct {
 	tail.Handle
-	st *stream
+	st    *stream
+	touch bool // reads and writes renew the stream's TTL: false for a fork's source
 
 	mu  sync.Mutex
 	cur *chunk
@@ -28,21 +29,35 @@ type handle struct {
 
 func (h *handle) Info() sluice.Info { return h.st.snap.Load().Info }
 
+// renew renews the stream's TTL, unless the handle is a fork's reader of its source.
+func (h *handle) renew() {
+	if h.touch && h.st.snap.Load().Info.Config.TTL > 0 {
+		h.st.access.Store(time.Now().UnixNano())
+		h.st.accessed.Store(true)
+	}
+}
+
 func (h *handle) Append(ctx context.Context, off int64, p []byte) (sluice.Info, error) {
+	h.renew()
 	return h.st.append(ctx, h, off, p)
 }
 
-func (h *handle) Write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+func (h *handle) Write(ctx context.Context, w sluice.Write) (sluice.Written, error) {
+	h.renew()
 	return h.st.write(ctx, w)
 }
 
-func (h *handle) Close(ctx context.Context) (sluice.Info, error) { return h.st.close(ctx) }
+func (h *handle) Close(ctx context.Context) (sluice.Info, error) {
+	h.renew()
+	return h.st.close(ctx)
+}
 
 // Read serves recent bytes from the shared tail and older ones from JetStream. The first
 // Read counts the handle as a follower, which starts the stream's one subscription in
 // this process.
 func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
 	h.Reading(h.st.startReading)
+	h.renew()
 	sn := h.st.snap.Load()
 	if sn.Purged {
 		return nil, sn.Info, sn.Changed, fmt.Errorf("read %s: %w", h.st.key, sluice.ErrNotFound)
@@ -59,6 +74,13 @@ func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.
 func (h *handle) read(ctx context.Context, sn *snapshot, p []byte, off int64) ([]byte, error) {
 	if b, ok := sn.Read(off); ok {
 		return b, nil
+	}
+	if src := h.st.source; src != nil && off < h.st.base && !h.st.removed.Load() {
+		if len(p) > 0 {
+			p = p[:min(int64(len(p)), h.st.base-off)]
+		}
+		b, _, _, err := src.Read(ctx, p, off)
+		return b[:min(int64(len(b)), h.st.base-off)], err
 	}
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()

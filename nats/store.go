@@ -80,6 +80,9 @@ type Options struct {
 	MaxOpenStreams int
 	// TailSize is how many recent bytes of a followed stream are kept in memory (1 MiB).
 	TailSize int
+	// SweepInterval is how often the streams past their expiry are looked for and
+	// deleted (1m); every Open checks too.
+	SweepInterval time.Duration
 	// RequestTimeout bounds one request to JetStream (2s). Requests are retried within
 	// the caller's context, since a stream without a leader drops them silently.
 	RequestTimeout time.Duration
@@ -108,6 +111,8 @@ type Store struct {
 
 	id     string       // names this instance in archive leases
 	closes closelog.Log // streams closed here, for the Archiver (Notify, ClosedSince)
+
+	stop, done chan struct{} // end the sweep, and tell it ended
 }
 
 var _ sluice.Store = (*Store)(nil)
@@ -122,11 +127,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		nc: nc, js: js, opts: opts, log: opts.Logger, streams: make(map[string]*stream),
-		id: newVersion(),
+		id: newVersion(), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := s.setUp(ctx); err != nil {
 		return nil, fmt.Errorf("nats store: %w", err)
 	}
+	go s.sweepLoop()
 	return s, nil
 }
 
@@ -163,6 +169,9 @@ func (o *Options) setDefaults(nc *nats.Conn) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = time.Minute
+	}
 }
 
 // setUp creates (or updates) the store's JetStream streams and opens its bucket.
@@ -182,8 +191,10 @@ func (s *Store) setUp(ctx context.Context) error {
 			Replicas:          s.opts.Replicas,
 			AllowMsgTTL:       true,
 			MaxMsgsPerSubject: -1,
-			// A Write of more than a chunk goes in one atomic batch (stream.putAll).
+			// A Write of more than a chunk, or with its writers' state, goes in one
+			// atomic batch (stream.putAll); the state's subject keeps its last message.
 			AllowAtomicPublish: true,
+			AllowRollup:        true,
 		}},
 		{&s.open, jetstream.StreamConfig{
 			Name:     s.opts.Stream + "_OPEN",
@@ -301,6 +312,14 @@ type meta struct {
 	// live bytes are gone, so that it is read from the archive.
 	Archived *sluice.ArchiveRecord `json:"archived,omitempty"`
 	Removed  bool                  `json:"removed,omitempty"`
+	// Created is when the stream was made, and Access when it was last read or written
+	// (kept for streams with a TTL, at the release of an instance's last handle).
+	Created time.Time `json:"created,omitzero"`
+	Access  time.Time `json:"access,omitzero"`
+	// Refs is how many forks read the stream; Deleted is set once it was deleted while
+	// some did (soft-deleted).
+	Refs    int  `json:"refs,omitempty"`
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 func (s *Store) subject(key, version string) string {
@@ -322,13 +341,31 @@ func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOption
 	if max := s.opts.MaxStreamSize; max > 0 && int64(len(opts.Data)) > max {
 		return sluice.Info{}, false, fmt.Errorf("create %s: %w (limit %d bytes)", key, sluice.ErrTooLarge, max)
 	}
-	m := meta{Key: key, Version: newVersion(), Config: opts.Config}
+	if f := opts.Config.Fork; f != nil {
+		if err := s.checkSource(ctx, f); err != nil {
+			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+		}
+	}
+	info, created, err := s.create(ctx, key, opts)
+	if !created && opts.Config.Fork != nil {
+		s.unref(context.WithoutCancel(ctx), opts.Config.Fork)
+	}
+	return info, created, err
+}
+
+// create makes the stream of key, which did not exist a moment ago.
+func (s *Store) create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
+	m := meta{Key: key, Version: newVersion(), Config: opts.Config, Created: time.Now()}
 	if !opts.Closed {
 		if err := s.mark(ctx, key, m.Version); err != nil {
 			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
 		}
 	}
-	info := sluice.Info{Length: int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}
+	base := int64(0)
+	if f := opts.Config.Fork; f != nil {
+		base = f.Base
+	}
+	info := sluice.Info{Length: base + int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}
 	created, err := s.createMeta(ctx, m, opts)
 	if !created {
 		s.unmark(ctx, key, m.Version)
@@ -367,7 +404,7 @@ func (s *Store) existing(ctx context.Context, key string, opts sluice.CreateOpti
 func (s *Store) createMeta(ctx context.Context, m meta, opts sluice.CreateOptions) (bool, error) {
 	if len(opts.Data) > 0 || opts.Closed {
 		st := newStream(s, m.Key, m.Version, m.Config)
-		if _, err := st.putAll(ctx, 0, 0, opts.Data, opts.Closed); err != nil {
+		if _, err := st.putAll(ctx, 0, st.base, opts.Data, opts.Closed, nil); err != nil {
 			return false, err
 		}
 	}
@@ -393,8 +430,13 @@ func (s *Store) createMeta(ctx context.Context, m meta, opts sluice.CreateOption
 // dropSubject deletes the bytes of a stream's version that never came to exist.
 func (s *Store) dropSubject(ctx context.Context, key, version string) {
 	err := s.retry(context.WithoutCancel(ctx), func(ctx context.Context) error {
-		return s.js1.Purge(ctx, jetstream.WithPurgeSubject(s.subject(key, version)))
+		return s.js1.Purge(ctx, jetstream.WithPurgeSubject(s.subject(key, version)+".>"))
 	})
+	if err == nil {
+		err = s.retry(context.WithoutCancel(ctx), func(ctx context.Context) error {
+			return s.js1.Purge(ctx, jetstream.WithPurgeSubject(s.subject(key, version)))
+		})
+	}
 	if err != nil {
 		s.log.Error("nats store: bytes of a stream never created left behind", "key", key, "err", err)
 	}
@@ -454,89 +496,6 @@ func (s *Store) meta(ctx context.Context, key string) (meta, uint64, error) {
 	return m, e.Revision(), nil
 }
 
-// Open returns a handle on an existing stream. Handles on one stream in this process
-// share its state and its one subscription, so that followers cost JetStream nothing
-// each. The shared state is brought up to date with the subject's last message, since
-// other instances may have written since.
-func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {
-	m, _, err := s.meta(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("open %w", err)
-	}
-	s.mu.Lock()
-	st := s.streams[key]
-	if st == nil || st.version != m.Version {
-		st = newStream(s, key, m.Version, m.Config)
-		s.streams[key] = st
-	}
-	st.refs++
-	s.mu.Unlock()
-	if m.Removed {
-		st.removed.Store(true)
-	}
-	if err := st.refresh(ctx); err != nil {
-		s.release(st)
-		return nil, fmt.Errorf("open %s: %w", key, err)
-	}
-	if st.snap.Load().Purged {
-		s.release(st)
-		return nil, fmt.Errorf("open %s: %w", key, sluice.ErrNotFound)
-	}
-	return &handle{st: st}, nil
-}
-
-// Purge frees the key first (its meta entry goes, so Create makes a new version on a
-// new subject), then leaves a purge marker on the old subject, which ends followers and
-// stale writers on every instance, then deletes the old subject's bytes, keeping only
-// the marker, which expires on its own.
-func (s *Store) Purge(ctx context.Context, key string) error {
-	m, rev, err := s.meta(ctx, key)
-	if err != nil {
-		return fmt.Errorf("purge %w", err)
-	}
-	if err := s.purgeArchived(ctx, key); err != nil {
-		return err
-	}
-	err = s.retry(ctx, func(ctx context.Context) error {
-		return s.kv.Purge(ctx, token(key), jetstream.LastRevision(rev))
-	})
-	if err != nil {
-		if wrongLastSeq(err) || errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("purge %s: %w", key, sluice.ErrNotFound) // purged by another
-		}
-		return fmt.Errorf("purge %s: %w", key, err)
-	}
-	s.unmark(ctx, key, m.Version)
-	subj := s.subject(key, m.Version)
-	msg := nats.NewMsg(subj)
-	msg.Header.Set(hdrPurge, "1")
-	err = s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(time.Hour))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("purge %s: marker: %w", key, err)
-	}
-	err = s.retry(ctx, func(ctx context.Context) error {
-		return s.js1.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeKeep(1))
-	})
-	if err != nil {
-		return fmt.Errorf("purge %s: %w", key, err)
-	}
-	s.mu.Lock()
-	st := s.streams[key]
-	if st != nil && st.version == m.Version {
-		delete(s.streams, key)
-	} else {
-		st = nil
-	}
-	s.mu.Unlock()
-	if st != nil {
-		st.markPurged()
-	}
-	return nil
-}
-
 // OpenStreams reports how many streams are open (not closed) in the whole cluster: the
 // open markers JetStream holds. It asks the server, within a second, and reports the
 // last count it got if the server does not answer.
@@ -550,17 +509,6 @@ func (s *Store) OpenStreams() int {
 	}
 	s.lastOpen.Store(int64(info.State.Msgs))
 	return int(info.State.Msgs)
-}
-
-// release drops one reference to st, and its subscription with the last one.
-func (s *Store) release(st *stream) {
-	s.mu.Lock()
-	st.refs--
-	last := st.refs == 0
-	if last && s.streams[st.key] == st {
-		delete(s.streams, st.key)
-	}
-	s.mu.Unlock()
 }
 
 func newVersion() string {

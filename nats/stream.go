@@ -41,8 +41,10 @@ type stream struct {
 	subj         string
 	refs         int // guarded by store.mu
 
-	wmu     sync.Mutex // serialises this process's writers, so they rarely race each other
-	lastPut time.Time  // when this process last published a chunk of the stream; wmu
+	wmu       sync.Mutex     // serialises this process's writers, so they rarely race each other
+	lastPut   time.Time      // when this process last published a chunk of the stream; wmu
+	writers   sluice.Writers // the writers' state as of writersAt; wmu
+	writersAt uint64         // the stream sequence of the message writers goes with; wmu
 
 	mu      sync.Mutex // guards snapshot changes and readers
 	readers int
@@ -50,13 +52,25 @@ type stream struct {
 
 	removed atomic.Bool // the live bytes are gone: read them from the archive
 
+	// base is the offset of a fork's first own byte, and source reads its bytes below
+	// it; for other streams, 0 and nil.
+	base   int64
+	source sluice.Stream // set once, by Open, under store.mu
+	// access is when a stream with a TTL was last read or written here, in Unix
+	// nanoseconds; accessed tells that it was since it was loaded.
+	access   atomic.Int64
+	accessed atomic.Bool
+
 	subMu sync.Mutex // serialises starting and stopping the subscription
 	sub   jetstream.ConsumeContext
 }
 
 func newStream(s *Store, key, version string, cfg sluice.Config) *stream {
 	st := &stream{store: s, key: key, version: version, subj: s.subject(key, version)}
-	st.snap.Store(&snapshot{Snapshot: tail.New(sluice.Info{Version: version, Config: cfg})})
+	if cfg.Fork != nil {
+		st.base = cfg.Fork.Base
+	}
+	st.snap.Store(&snapshot{Snapshot: tail.New(sluice.Info{Length: st.base, Version: version, Config: cfg})})
 	return st
 }
 
@@ -235,86 +249,182 @@ func (st *stream) put(ctx context.Context, last uint64, off int64, p []byte, clo
 
 // close publishes the close marker at the stream's end, racing writers like an append.
 func (st *stream) close(ctx context.Context) (sluice.Info, error) {
-	return st.write(ctx, sluice.Write{Close: true})
+	w, err := st.write(ctx, sluice.Write{Close: true})
+	return w.Info, err
 }
 
-// write appends w at the stream's end (see sluice.Stream.Write): its chunks and its
-// close go in one atomic batch, expecting the subject's last sequence this process
-// knows; when another writer got there first, the true tail is re-read and the write
-// tried again there, so concurrent writers never interleave.
-func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Info, error) {
+// write appends w at the stream's end (see sluice.Stream.Write): its chunks, its close
+// and the writers' state it changes go in one atomic batch, expecting the subject's
+// last sequence this process knows; when another writer got there first, the true tail
+// is re-read and the write tried again there, so concurrent writers never interleave.
+func (st *stream) write(ctx context.Context, w sluice.Write) (sluice.Written, error) {
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 	for {
 		sn := st.snap.Load()
+		if sn.Purged {
+			return sluice.Written{Info: sn.Info}, fmt.Errorf("write to %s: %w", st.key, sluice.ErrNotFound)
+		}
+		logged := w.Producer != nil || w.Seq != ""
+		var ws sluice.Writers
+		if logged {
+			var err error
+			if ws, err = st.loadWriters(ctx, sn.lastSeq); err != nil {
+				return sluice.Written{Info: sn.Info}, fmt.Errorf("write to %s: %w", st.key, err)
+			}
+		}
+		dup, err := ws.Admit(sn.Info, w)
+		if err != nil || dup {
+			return written(sn.Info, ws, w, dup), wrapf(err, "write to %s: %w", st.key)
+		}
 		p, err := sn.Admit(st.key, sn.Info.Length, w.Data, st.store.opts.MaxStreamSize, nil)
 		if err != nil {
-			return sn.Info, err
+			return sluice.Written{Info: sn.Info}, err
 		}
-		if len(p) == 0 && (!w.Close || sn.Info.Closed) {
+		if len(p) == 0 && (!w.Close || sn.Info.Closed) && !logged {
 			if w.Close {
 				// Closed already, and its open marker removed then, unless the closer
 				// died first: removing it again costs a request and repairs that.
 				st.store.unmark(ctx, st.key, st.version)
 			}
-			return sn.Info, nil
+			return sluice.Written{Info: sn.Info}, nil
 		}
-		c, err := st.putAll(ctx, sn.lastSeq, sn.Info.Length, p, w.Close)
+		var state []byte
+		if logged {
+			ws = ws.Applied(w, time.Now())
+			state, _ = json.Marshal(ws)
+		}
+		c, err := st.putAll(ctx, sn.lastSeq, sn.Info.Length, p, w.Close, state)
 		if wrongLastSeq(err) {
 			if err := st.refresh(ctx); err != nil {
-				return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+				return sluice.Written{Info: sn.Info}, fmt.Errorf("write to %s: %w", st.key, err)
 			}
 			continue
 		}
 		if err != nil {
-			return sn.Info, fmt.Errorf("write to %s: %w", st.key, err)
+			return sluice.Written{Info: sn.Info}, fmt.Errorf("write to %s: %w", st.key, err)
 		}
 		st.apply(c)
+		if logged {
+			st.writers, st.writersAt = ws, c.seq
+		}
 		if w.Close {
 			st.store.unmark(ctx, st.key, st.version)
 			st.store.closes.Add(st.key)
 		}
-		return st.snap.Load().Info, nil
+		return written(st.snap.Load().Info, ws, w, false), nil
 	}
 }
 
-// putAll publishes p at off, and the close if closed, expecting the subject's last
-// sequence to be last: one message if it fits, else an atomic batch of chunks, which
-// JetStream stores whole or not at all. It returns the whole as one chunk, whose
-// sequence is the batch's last.
-func (st *stream) putAll(ctx context.Context, last uint64, off int64, p []byte, closed bool) (*chunk, error) {
+// written is what a write w did, for a stream now in state info with writers ws.
+func written(info sluice.Info, ws sluice.Writers, w sluice.Write, dup bool) sluice.Written {
+	wr := sluice.Written{Info: info, Duplicate: dup}
+	if w.Producer != nil {
+		wr.Producer = ws.Producers[w.Producer.ID]
+	}
+	return wr
+}
+
+// wrapf wraps err as fmt.Errorf(format, args..., err) does, and keeps nil nil.
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format, append(args, err)...)
+}
+
+// writersSubject is where a stream's writers' state is kept: the last message of the
+// subject, which replaces those before (a rollup), written in the same atomic batch as
+// the bytes it guards.
+func (st *stream) writersSubject() string { return st.subj + ".writers" }
+
+// loadWriters returns the stream's writers' state as of the stream's last message at
+// sequence last: the one this process knows, or else the last of the writers' subject.
+// A state read after last is newer than the bytes this process knows: the write that
+// uses it then finds another writer got there first, and reads both again. The caller
+// holds st.wmu.
+func (st *stream) loadWriters(ctx context.Context, last uint64) (sluice.Writers, error) {
+	if st.writersAt == last && last != 0 {
+		return st.writers, nil
+	}
+	var m *jetstream.RawStreamMsg
+	err := st.store.retry(ctx, func(ctx context.Context) error {
+		var err error
+		m, err = st.store.js1.GetLastMsgForSubject(ctx, st.writersSubject())
+		return err
+	})
+	var ws sluice.Writers
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		st.writers, st.writersAt = ws, last
+		return ws, nil
+	}
+	if err != nil {
+		return ws, fmt.Errorf("writers: %w", err)
+	}
+	if err := json.Unmarshal(m.Data, &ws); err != nil {
+		return ws, fmt.Errorf("writers: %w", err)
+	}
+	st.writers, st.writersAt = ws, last
+	return ws, nil
+}
+
+// putAll publishes p at off, and the close if closed, and the writers' state if any,
+// expecting the subject's last sequence to be last: one message if it fits, else an
+// atomic batch, which JetStream stores whole or not at all. It returns the whole as one
+// chunk, whose sequence is the bytes' last message's.
+func (st *stream) putAll(ctx context.Context, last uint64, off int64, p []byte, closed bool, state []byte) (*chunk, error) {
 	size := st.store.opts.ChunkSize
-	if len(p) <= size {
+	if len(p) <= size && state == nil {
 		return st.put(ctx, last, off, p, closed)
 	}
-	id := nuid.Next()
+	b := batch{id: nuid.Next(), st: st}
+	if state != nil { // first, so that the bytes' last message is the batch's last
+		msg := nats.NewMsg(st.writersSubject())
+		msg.Header.Set("Nats-Rollup", "sub")
+		msg.Data = state
+		if err := b.add(ctx, msg, false); err != nil {
+			return nil, err
+		}
+	}
 	data := bytes.Clone(p) // the caller's buffer is reused after Write returns
-	for i, seq := 0, 1; i < len(data); i, seq = i+size, seq+1 {
+	for i := 0; i == 0 || i < len(data); i += size {
 		msg := nats.NewMsg(st.subj)
 		msg.Data = data[i:min(i+size, len(data))]
 		msg.Header.Set(hdrOffset, strconv.FormatInt(off+int64(i), 10))
-		msg.Header.Set("Nats-Batch-Id", id)
-		msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(seq))
 		if i == 0 {
 			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
 		}
-		if i+size < len(data) {
-			if err := st.store.nc.PublishMsg(msg); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		msg.Header.Set("Nats-Batch-Commit", "1")
-		if closed {
+		final := i+size >= len(data)
+		if final && closed {
 			msg.Header.Set(hdrClose, "1")
 		}
-		ack, err := st.commitBatch(ctx, msg)
-		if err != nil {
+		if err := b.add(ctx, msg, final); err != nil {
 			return nil, err
 		}
-		return &chunk{seq: ack, off: off, data: data, closed: closed}, nil
 	}
-	panic("unreachable")
+	return &chunk{seq: b.ack, off: off, data: data, closed: closed}, nil
+}
+
+// batch is an atomic batch being published.
+type batch struct {
+	st  *stream
+	id  string
+	n   int
+	ack uint64 // the stream sequence of the last message, once committed
+}
+
+// add publishes msg as the batch's next message, and commits the batch with it if last.
+func (b *batch) add(ctx context.Context, msg *nats.Msg, last bool) error {
+	b.n++
+	msg.Header.Set("Nats-Batch-Id", b.id)
+	msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(b.n))
+	if !last {
+		return b.st.store.nc.PublishMsg(msg)
+	}
+	msg.Header.Set("Nats-Batch-Commit", "1")
+	var err error
+	b.ack, err = b.st.commitBatch(ctx, msg)
+	return err
 }
 
 // commitBatch sends the last message of an atomic batch and returns the stream

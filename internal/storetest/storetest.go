@@ -41,6 +41,10 @@ func Run(t *testing.T, open Open) {
 	t.Run("WriteRules", func(t *testing.T) { writeRules(t, open) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { concurrentWrites(t, open) })
 	t.Run("Archivable", func(t *testing.T) { archivable(t, open) })
+	t.Run("Writers", func(t *testing.T) { writers(t, open) })
+	t.Run("WritersOutliveHandles", func(t *testing.T) { writersOpen(t, open) })
+	t.Run("Forks", func(t *testing.T) { forks(t, open) })
+	t.Run("Expiry", func(t *testing.T) { expiry(t, open) })
 }
 
 // Create makes key in s and fails the test unless it is new.
