@@ -66,11 +66,12 @@ type Archiver struct {
 	log     *slog.Logger
 	m       ArchiverMetrics
 
-	mu     sync.Mutex
-	queue  []string        // keys to archive, in order
-	queued map[string]bool // keys in queue
-	drops  map[string]drop // archived streams whose live copy is to go
-	wake   chan struct{}   // a key was queued
+	mu      sync.Mutex
+	queue   []string        // keys to archive, in order
+	queued  map[string]bool // keys in queue
+	working map[string]bool // keys a worker archives now: not queued again meanwhile
+	drops   map[string]drop // archived streams whose live copy is to go
+	wake    chan struct{}   // a key was queued
 }
 
 type drop struct {
@@ -105,15 +106,17 @@ func NewArchiver(store ArchivableStore, archive Archive, opts ArchiverOptions) *
 		log:     opts.Logger,
 		m:       opts.Metrics,
 		queued:  make(map[string]bool),
+		working: make(map[string]bool),
 		drops:   make(map[string]drop),
 		wake:    make(chan struct{}, 1),
 	}
 }
 
-// enqueue asks for the stream of key to be archived. Keys queued twice are archived once.
+// enqueue asks for the stream of key to be archived. Keys queued twice, or while a
+// worker archives them, are archived once.
 func (a *Archiver) enqueue(key string) {
 	a.mu.Lock()
-	if !a.queued[key] {
+	if !a.queued[key] && !a.working[key] {
 		a.queued[key] = true
 		a.queue = append(a.queue, key)
 	}
@@ -210,6 +213,7 @@ func (a *Archiver) next(ctx context.Context) (string, bool) {
 			key := a.queue[0]
 			a.queue = a.queue[1:]
 			delete(a.queued, key)
+			a.working[key] = true
 			n := len(a.queue)
 			a.mu.Unlock()
 			a.m.Queued(n)
@@ -236,20 +240,28 @@ func (a *Archiver) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		for attempt := 0; ; attempt++ {
-			err := a.archiveOnce(ctx, key)
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			if errors.Is(err, ErrNotFound) {
-				a.log.Info("archive skipped: stream purged", "key", key)
-				break
-			}
-			wait := a.backoff(attempt)
-			a.log.Warn("archive failed, retrying", "key", key, "attempt", attempt+1, "retry_in", wait, "err", err)
-			if !backoff.Sleep(ctx, wait) {
-				return
-			}
+		a.archiveKey(ctx, key)
+		a.mu.Lock()
+		delete(a.working, key)
+		a.mu.Unlock()
+	}
+}
+
+// archiveKey archives the stream of key, retrying until it is done, purged, or ctx ends.
+func (a *Archiver) archiveKey(ctx context.Context, key string) {
+	for attempt := 0; ; attempt++ {
+		err := a.archiveOnce(ctx, key)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrNotFound) {
+			a.log.Info("archive skipped: stream purged", "key", key)
+			return
+		}
+		wait := a.backoff(attempt)
+		a.log.Warn("archive failed, retrying", "key", key, "attempt", attempt+1, "retry_in", wait, "err", err)
+		if !backoff.Sleep(ctx, wait) {
+			return
 		}
 	}
 }

@@ -383,3 +383,29 @@ func TestArchiverStopsOnPurge(t *testing.T) {
 		t.Fatalf("a purged stream was opened %d more times", n)
 	}
 }
+
+// TestArchiverOneUploadAtATime proves a stream told of again while a worker uploads it
+// (a rescan, a second close notice) is not uploaded by another worker meanwhile.
+func TestArchiverOneUploadAtATime(t *testing.T) {
+	store := newFakeStore(nil)
+	archive := newMemArchive()
+	started, release := make(chan struct{}), make(chan struct{})
+	put := archive.PutFn
+	archive.PutFn = func(ctx context.Context, key string, r io.Reader, size int64) error {
+		started <- struct{}{}
+		<-release
+		return put(ctx, key, r, size)
+	}
+	run(t, store, archive, sluice.ArchiverOptions{Rescan: time.Millisecond, Workers: 4})
+	store.close("k", "slow upload\n")
+	<-started
+	store.close("k", "slow upload\n") // told again, twice over
+	time.Sleep(20 * time.Millisecond) // many rescans
+	close(release)
+	waitFor(t, "the archive", func() bool { _, ok := store.record("k"); return ok })
+	select {
+	case <-started:
+		t.Fatal("a second upload of the stream began while the first ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
