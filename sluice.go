@@ -101,10 +101,19 @@ func (c Config) MediaType() string {
 }
 
 // Matches reports whether a stream made with c is the one asked for by o: the same
-// media type (parameters aside, as HTTP compares them), TTL, expiry and fork.
+// media type (parameters aside, as HTTP compares them; none is
+// application/octet-stream), TTL, expiry and fork.
 func (c Config) Matches(o Config) bool {
-	return c.MediaType() == o.MediaType() && c.TTL == o.TTL && c.ExpiresAt.Equal(o.ExpiresAt) &&
-		c.Fork.matches(o.Fork)
+	return orBytes(c.MediaType()) == orBytes(o.MediaType()) && c.TTL == o.TTL &&
+		c.ExpiresAt.Equal(o.ExpiresAt) && c.Fork.matches(o.Fork)
+}
+
+// orBytes is mt, or application/octet-stream for none.
+func orBytes(mt string) string {
+	if mt == "" {
+		return "application/octet-stream"
+	}
+	return mt
 }
 
 func (f *Fork) matches(o *Fork) bool {

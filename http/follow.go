@@ -107,15 +107,17 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, key string, st s
 	return s.hijackFollower(w, r, f)
 }
 
-// follower is a raw or SSE follower on its hijacked connection.
+// follower is a follower on its hijacked connection: raw, SSE, or Durable Streams SSE.
 type follower struct {
 	s        *Server
 	m        *fanout.Member
 	st       sluice.Stream
-	kind     string
+	kind     string // raw, sse or durable-sse
 	off, end int64
 	follow   bool
 	done     func(status int, bytes int64, attrs ...any) // logs the request when it ends
+	cursor   string                                      // durable-sse: the client's cursor
+	binary   bool                                        // durable-sse: bytes go as base64
 }
 
 // hijackFollower takes the connection of w and serves f on it, on a goroutine that the
@@ -147,41 +149,55 @@ func (f *follower) run(wi *fanout.Wire) {
 	defer f.st.Release()
 	defer f.m.Leave()
 	defer s.metrics.followers.WithLabelValues(f.kind).Dec()
-	var t fanout.Transport = &raw{wire: wi, probe: s.cfg.ProbeInterval}
-	if f.kind == "sse" {
-		var err error
-		if t, err = newSSE(wi, s.cfg); err != nil {
-			wi.Abort()
-			f.done(http.StatusOK, wi.Sent(), "outcome", "gone", "follow_duration", time.Since(start))
-			return
-		}
+	t, err := f.transport(wi)
+	if err != nil {
+		wi.Abort()
+		f.done(http.StatusOK, wi.Sent(), "outcome", "gone", "follow_duration", time.Since(start))
+		return
 	}
 	outcome, reached := s.fan.Follow(context.Background(), f.m, f.st, t, f.off, f.end, f.follow)
-	switch outcome {
-	case fanout.OutcomeClosed:
-		if es, ok := t.(*eventStream); ok {
-			es.endStream(f.st.Info().Length)
-		} else {
+	f.finish(wi, t, outcome)
+	if outcome == fanout.OutcomeStalled {
+		s.metrics.slowDropped.Inc()
+	}
+	f.done(http.StatusOK, wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
+}
+
+// transport starts the follower's response body in its framing.
+func (f *follower) transport(wi *fanout.Wire) (fanout.Transport, error) {
+	switch f.kind {
+	case "sse":
+		return newSSE(wi, f.s.cfg)
+	case "durable-sse":
+		return newDurableEvents(wi, f.s.cfg, f.st.Info(), f.off, f.cursor, f.binary)
+	}
+	return &raw{wire: wi, probe: f.s.cfg.ProbeInterval}, nil
+}
+
+// finish ends the response as the outcome says.
+func (f *follower) finish(wi *fanout.Wire, t fanout.Transport, outcome fanout.Outcome) {
+	switch {
+	case outcome == fanout.OutcomeClosed:
+		switch t := t.(type) {
+		case *eventStream:
+			t.endStream(f.st.Info().Length)
+		case *durableEvents:
+			t.end(f.st.Info())
+		default:
 			wi.End()
 		}
-	case fanout.OutcomeCaughtUp:
+	case outcome == fanout.OutcomeCaughtUp:
 		wi.End()
-	case fanout.OutcomeDrained:
-		if f.kind == "sse" {
-			wi.End() // cleanly, without the end event, so that EventSource reconnects
-		} else {
-			wi.Abort()
-		}
+	case f.kind == "durable-sse" && outcome != fanout.OutcomeGone && outcome != fanout.OutcomeStalled:
+		wi.End() // the client reconnects from its last offset, and learns why
+	case f.kind == "sse" && outcome == fanout.OutcomeDrained:
+		wi.End() // cleanly, without the end event, so that EventSource reconnects
 	default:
 		// Raw: abort, so the client sees an incomplete response and resumes from what it
 		// counted; a clean end would mean "stream closed". SSE: after a purge, the
 		// reconnect gets a 404 and stops.
 		wi.Abort()
 	}
-	if outcome == fanout.OutcomeStalled {
-		s.metrics.slowDropped.Inc()
-	}
-	f.done(http.StatusOK, wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
 }
 
 // outcomeName names outcomes in the request log.

@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, store sluice.Store) *metrics {
 		}),
 	}
 	reg.MustRegister(m.followers, m.bytesIn, m.bytesOut, m.conflicts, m.flushSeconds, m.slowDropped)
-	for _, t := range []string{"raw", "sse", "websocket"} {
+	for _, t := range []string{"raw", "sse", "websocket", "durable-sse", "long-poll"} {
 		m.followers.WithLabelValues(t)
 		m.bytesOut.WithLabelValues(t)
 	}

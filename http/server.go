@@ -54,6 +54,15 @@ type Config struct {
 	// Index serves a page listing the streams written since the server started at /
 	// and /streams/ (off: stream keys may be secret).
 	Index bool
+	// MaxAppend bounds the body of a Durable Streams append or create, which is stored
+	// in one step and so read whole first (32 MiB; 413 beyond).
+	MaxAppend int64
+	// LongPollTimeout is how long a Durable Streams long-poll waits for the stream to
+	// grow before it answers 204 (30s).
+	LongPollTimeout time.Duration
+	// MaxRead bounds the bytes of one Durable Streams catch-up response (1 MiB, and the
+	// rest of a JSON message it ends in); the client reads on from where it ends.
+	MaxRead int64
 	// Authorizer decides what each request may do (sluice.OpRead on a key, ...); nil
 	// means sluice.AllowAll, an open server.
 	Authorizer sluice.Authorizer
@@ -72,6 +81,13 @@ func (c *Config) setDefaults() {
 	def(&c.ReadTimeout, 5*time.Minute)
 	def(&c.ShutdownGrace, 25*time.Second)
 	def(&c.ProbeInterval, 5*time.Second)
+	def(&c.LongPollTimeout, 30*time.Second)
+	if c.MaxAppend <= 0 {
+		c.MaxAppend = 32 << 20
+	}
+	if c.MaxRead <= 0 {
+		c.MaxRead = 1 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -153,6 +169,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasPrefix(r.URL.Path, "/streams/") {
 		s.stream(rec, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, durablePrefix) {
+		s.durable(rec, r) // durable.go
 		return
 	}
 	if !cleanPath(r.URL.Path) {
@@ -335,10 +355,14 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 	}
-	h.Set("Access-Control-Expose-Headers", "Stream-Offset, Stream-Length, Stream-Closed, Stream-Conflict, Request-Id, Content-Range, Location")
+	h.Set("Access-Control-Expose-Headers", "Stream-Offset, Stream-Length, Stream-Closed, Stream-Conflict, Request-Id, Content-Range, Location, "+
+		"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, ETag, "+
+		"Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq")
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Stream-Offset, Stream-Close, Last-Event-ID, Range, Request-Id, Content-Type, Accept")
+		h.Set("Access-Control-Allow-Headers", "Stream-Offset, Stream-Close, Last-Event-ID, Range, Request-Id, Content-Type, Accept, "+
+			"Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Stream-Forked-From, "+
+			"Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq")
 		h.Set("Access-Control-Max-Age", "86400")
 	}
 }

@@ -71,6 +71,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.http.WSPingInterval, "ws-ping", 30*time.Second, "`interval` of WebSocket pings; a follower that misses the next is dropped")
 	fs.DurationVar(&c.http.WriteTimeout, "write-timeout", 30*time.Second, "longest `time` one write to a follower may take before it is dropped as stalled")
 	fs.DurationVar(&c.http.ReadTimeout, "read-timeout", 5*time.Minute, "longest `time` a publish body may go without bytes (400, bytes kept, stream open)")
+	fs.DurationVar(&c.http.LongPollTimeout, "long-poll-timeout", 30*time.Second, "longest `time` a Durable Streams long-poll waits for bytes before it answers 204")
+	fs.Int64Var(&c.http.MaxAppend, "max-append", 32<<20, "largest Durable Streams append or create body in `bytes`, read whole before it is stored (413 beyond)")
 	fs.DurationVar(&c.http.ShutdownGrace, "shutdown-grace", 25*time.Second, "longest `time` a graceful shutdown may take")
 	fs.StringVar(&c.corsOrigins, "cors-origins", "*", "comma-separated `origins` allowed by CORS")
 	fs.BoolVar(&c.http.Index, "index", false, "serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)")
