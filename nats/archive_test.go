@@ -146,12 +146,14 @@ func TestArchiveTakeover(t *testing.T) {
 	h := open(t, dead, key)
 	want := []byte("the closer died before uploading\n")
 	mustAppend(t, h, 0, want)
+	// The closing instance's Archiver takes the lease as the stream closes; here, just
+	// before, so that the other's rescans cannot take it first.
+	if ok, err := dead.Lease(ctx, key, ttl); !ok || err != nil {
+		t.Fatalf("Lease by the closing instance = %v, %v", ok, err)
+	}
 	closed := time.Now()
 	if _, err := h.Close(ctx); err != nil {
 		t.Fatal(err)
-	}
-	if ok, err := dead.Lease(ctx, key, ttl); !ok || err != nil { // as its Archiver would
-		t.Fatalf("Lease by the closing instance = %v, %v", ok, err)
 	}
 	e, err := alive.s.kv.Get(ctx, leaseKey(key))
 	if err != nil {
