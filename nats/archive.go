@@ -213,12 +213,14 @@ func (s *Store) purgeArchived(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close stops the sweep of expired streams. It leaves the NATS connection to its owner.
+// Close stops the sweep of expired streams and the subscription. It leaves the NATS
+// connection to its owner.
 func (s *Store) Close() error {
 	select {
 	case <-s.stop:
 	default:
 		close(s.stop)
+		s.sub.Stop()
 	}
 	<-s.done
 	return nil

@@ -109,6 +109,7 @@ func (s *Store) openMeta(ctx context.Context, m meta) (*handle, error) {
 		st = newStream(s, key, m.Version, m.Config)
 		st.access.Store(later(m.Access, m.Created).UnixNano())
 		s.streams[key] = st
+		s.bySubject[st.subj] = st
 	}
 	st.refs++
 	s.mu.Unlock()
@@ -160,8 +161,8 @@ func (s *Store) release(st *stream) {
 	s.mu.Lock()
 	st.refs--
 	last := st.refs == 0
-	if last && s.streams[st.key] == st {
-		delete(s.streams, st.key)
+	if last {
+		s.forget(st)
 	}
 	s.mu.Unlock()
 	if !last {
@@ -181,6 +182,16 @@ func (s *Store) release(st *stream) {
 	}
 	if st.source != nil {
 		st.source.Release()
+	}
+}
+
+// forget drops st from the streams held here. The caller holds s.mu.
+func (s *Store) forget(st *stream) {
+	if s.streams[st.key] == st {
+		delete(s.streams, st.key)
+	}
+	if s.bySubject[st.subj] == st {
+		delete(s.bySubject, st.subj)
 	}
 }
 
@@ -282,7 +293,7 @@ func (s *Store) dropBytes(ctx context.Context, key, version string) error {
 	s.mu.Lock()
 	st := s.streams[key]
 	if st != nil && st.version == version {
-		delete(s.streams, key)
+		s.forget(st)
 	} else {
 		st = nil
 	}

@@ -185,70 +185,54 @@ func (st *stream) startReading() {
 	st.mu.Lock()
 	st.readers++
 	st.mu.Unlock()
-	st.syncSub()
 }
 
-// stopReading drops the tail with the last follower, and the subscription with it.
+// stopReading drops the tail with the last follower.
 func (st *stream) stopReading() {
 	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.readers--; st.readers == 0 {
 		next := *st.snap.Load()
 		next.Tail.Reset(next.Info.Length)
 		tail.Publish(&st.snap, &next)
 	}
-	st.mu.Unlock()
-	st.syncSub()
 }
 
-// syncSub starts the stream's subscription when it has followers here and stops it when
-// it has none: one ordered consumer per followed stream per process, however many
-// followers, delivering every message after the last one known, which apply folds into
-// the shared tail. Ordered consumers recreate themselves after a node or leader loss.
-func (st *stream) syncSub() {
-	st.subMu.Lock()
-	defer st.subMu.Unlock()
-	st.mu.Lock()
-	want := st.readers > 0 && !st.snap.Load().Purged
-	start := st.snap.Load().lastSeq + 1
-	st.mu.Unlock()
-	if !want {
-		if st.sub != nil {
-			st.sub.Stop()
-			st.sub = nil
-		}
-		return
-	}
-	if st.sub != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-	defer cancel()
-	err := st.store.retry(ctx, func(ctx context.Context) error {
-		cons, err := st.store.js.OrderedConsumer(ctx, st.store.opts.Stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{st.subj},
-			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:    start,
+// follow subscribes this instance to every stream's messages from now on: one ordered
+// consumer, whatever the number of streams and followers, whose messages apply folds
+// into the state of the streams held here (the others' are dropped). A stream opened
+// later first reads its subject's last message (refresh), and then misses none, since
+// the consumer started before. Ordered consumers recreate themselves after a node or
+// leader loss, from where they were.
+func (s *Store) follow(ctx context.Context) error {
+	return s.retry(ctx, func(ctx context.Context) error {
+		cons, err := s.js.OrderedConsumer(ctx, s.opts.Stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{s.opts.Prefix + ".*.*"}, // the streams' subjects, not their writers'
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
 		})
 		if err != nil {
 			return err
 		}
-		st.sub, err = cons.Consume(st.receive)
+		s.sub, err = cons.Consume(s.receive)
 		return err
 	})
-	if err != nil {
-		st.store.log.Error("nats store: follow stream", "key", st.key, "err", err)
-	}
 }
 
-// receive folds a message from the subscription into the stream.
-func (st *stream) receive(m jetstream.Msg) {
+// receive folds a message into the stream it belongs to, if this instance holds it.
+func (s *Store) receive(m jetstream.Msg) {
+	s.mu.Lock()
+	st := s.bySubject[m.Subject()]
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
 	md, err := m.Metadata()
 	if err != nil {
 		return
 	}
 	c, err := parseChunk(md.Sequence.Stream, m.Headers(), m.Data())
 	if err != nil {
-		st.store.log.Error("nats store: bad message", "key", st.key, "err", err)
+		s.log.Error("nats store: bad message", "key", st.key, "err", err)
 		return
 	}
 	st.apply(c)

@@ -103,8 +103,9 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	streams map[string]*stream // streams with live handles, by key
+	mu        sync.Mutex
+	streams   map[string]*stream // streams with live handles, by key
+	bySubject map[string]*stream // the same, by subject, for the subscription
 
 	fetches  atomic.Int64 // messages fetched by sequence, for tests and metrics
 	lastOpen atomic.Int64 // the last count of OpenStreams
@@ -112,7 +113,8 @@ type Store struct {
 	id     string       // names this instance in archive leases
 	closes closelog.Log // streams closed here, for the Archiver (Notify, ClosedSince)
 
-	stop, done chan struct{} // end the sweep, and tell it ended
+	stop, done chan struct{}            // end the sweep, and tell it ended
+	sub        jetstream.ConsumeContext // every stream's messages, for the streams held here
 }
 
 var _ sluice.Store = (*Store)(nil)
@@ -126,10 +128,14 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("nats store: %w", err)
 	}
 	s := &Store{
-		nc: nc, js: js, opts: opts, log: opts.Logger, streams: make(map[string]*stream),
+		nc: nc, js: js, opts: opts, log: opts.Logger,
+		streams: make(map[string]*stream), bySubject: make(map[string]*stream),
 		id: newVersion(), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := s.setUp(ctx); err != nil {
+		return nil, fmt.Errorf("nats store: %w", err)
+	}
+	if err := s.follow(ctx); err != nil {
 		return nil, fmt.Errorf("nats store: %w", err)
 	}
 	go s.sweepLoop()

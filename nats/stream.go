@@ -60,9 +60,6 @@ type stream struct {
 	// nanoseconds; accessed tells that it was since it was loaded.
 	access   atomic.Int64
 	accessed atomic.Bool
-
-	subMu sync.Mutex // serialises starting and stopping the subscription
-	sub   jetstream.ConsumeContext
 }
 
 func newStream(s *Store, key, version string, cfg sluice.Config) *stream {
