@@ -116,12 +116,24 @@ func (h *handle) chunkAt(ctx context.Context, sn *snapshot, off int64) (*chunk, 
 		}
 	}
 	c, err := h.st.search(ctx, off, sn.lastSeq)
+	if errors.Is(err, errNoMessage) {
+		// Seen once in many thousands of reads in cluster mode, under load, for a
+		// message just stored: look once more, up to the subject's last message now.
+		h.st.store.log.Warn("nats store: no message found for an offset; looking again", "key", h.st.key, "offset", off, "last_seq", sn.lastSeq)
+		if err := h.st.refresh(ctx); err != nil {
+			return nil, err
+		}
+		c, err = h.st.search(ctx, off, h.st.snap.Load().lastSeq)
+	}
 	if err != nil {
 		return nil, err
 	}
 	h.cur = c
 	return c, nil
 }
+
+// errNoMessage means a search found no message holding an offset.
+var errNoMessage = errors.New("no message holds the offset")
 
 // fetchNext returns the subject's first message at or after sequence seq.
 func (st *stream) fetchNext(ctx context.Context, seq uint64) (*chunk, error) {
@@ -170,7 +182,7 @@ func (st *stream) search(ctx context.Context, off int64, last uint64) (*chunk, e
 			lo = c.seq + 1
 		}
 	}
-	return nil, fmt.Errorf("no message holds offset %d", off)
+	return nil, fmt.Errorf("%w %d", errNoMessage, off)
 }
 
 // verify checks resent bytes against those stored at off, read as views of the tail

@@ -341,3 +341,54 @@ func TestMaxOpenStreams(t *testing.T) {
 	}
 	create(t, b, "four")
 }
+
+// TestReadWhileWritingElsewhere proves that readers on one instance, opening a stream
+// again and again while writers on another append to it, each read a prefix of what
+// is finally stored, from offset 0, never an error.
+func TestReadWhileWritingElsewhere(t *testing.T) {
+	w, r := newStore(t, shared, Options{}), newStore(t, shared, Options{})
+	key := newKey(t)
+	create(t, w, key)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 3 {
+		wg.Go(func() {
+			h := open(t, w, key)
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := h.Write(ctx, sluice.Write{Data: []byte(fmt.Sprintf("<%d.%d>", i, j))}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 7 {
+		wg.Go(func() {
+			for range 30 {
+				h, err := r.Open(ctx, key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				buf := make([]byte, 64<<10)
+				for off := int64(0); off < h.Info().Length; {
+					b, _, _, err := h.Read(ctx, buf, off)
+					if err != nil {
+						t.Errorf("read at %d of %d: %v", off, h.Info().Length, err)
+						break
+					}
+					off += int64(len(b))
+				}
+				h.Release()
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+}
