@@ -24,7 +24,8 @@
   const jump = $('jump');
   const earlier = $('earlier');
   const hitsEl = $('hits');
-  const path = location.pathname;
+  // The page may be opened on either prefix; it reads the stream through busl's side.
+  const path = location.pathname.replace(/^\/v1\/stream\//, '/streams/');
   const key = decodeURIComponent(path.replace(/^\/streams\//, ''));
   $('key').textContent = key;
   document.title = key + ' · Sluice';
