@@ -16,6 +16,7 @@ const (
 	OpClose   Op = "close"   // close a stream without adding bytes (DELETE)
 	OpPurge   Op = "purge"   // delete a stream for good (DELETE ?purge=true)
 	OpList    Op = "list"    // list the streams (the index page); key is ""
+	OpMetrics Op = "metrics" // read the server's metrics; key is ""
 )
 
 // Errors an Authorizer returns.
