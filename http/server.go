@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,7 +45,9 @@ type Config struct {
 	// MaxFollowers and MaxStreamFollowers bound followers in all and per stream; 0 means
 	// no limit.
 	MaxFollowers, MaxStreamFollowers int
-	// CORSOrigins lists the origins allowed by CORS; empty means "*".
+	// CORSOrigins lists the origins whose pages may write (PUT, POST, DELETE) across
+	// origins; "*" is every origin. Pages of any origin may read. Empty: none but the
+	// server's own.
 	CORSOrigins []string
 	// Logger receives request logs and server errors; nil means slog.Default().
 	Logger *slog.Logger
@@ -147,7 +150,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("Request-Id", id)
-	s.cors(w, r)
+	if s.cors(w, r) {
+		http.Error(w, "forbidden: this origin may not write here (see --cors-origins)", http.StatusForbidden)
+		return
+	}
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -332,39 +338,62 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// cors answers for every origin allowed, exposing the Stream-* headers; OPTIONS
-// preflights are answered by ServeHTTP.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) {
+// corsExposed are the response headers a page of another origin may read.
+const corsExposed = "Stream-Offset, Stream-Length, Stream-Closed, Stream-Conflict, Request-Id, Content-Range, Location, " +
+	"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, ETag, " +
+	"Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq"
+
+// corsAllowed are the request headers a page of another origin may send.
+const corsAllowed = "Stream-Offset, Stream-Close, Last-Event-ID, Range, Request-Id, Content-Type, Accept, " +
+	"Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Stream-Forked-From, " +
+	"Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq"
+
+// cors answers cross-origin requests: pages of any origin may read (an EventSource on
+// another site), but only those of the origins in CORSOrigins (or the server's own)
+// may write, so that a page a user opens cannot publish to, close or purge the streams
+// of a server inside their network. A preflight for a write from another origin gets
+// no allowance, and a write that comes without one (a plain form POST) is refused: it
+// reports whether to refuse the request. OPTIONS preflights are answered by ServeHTTP.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) (refuse bool) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return
+		return false
 	}
-	allowed := len(s.cfg.CORSOrigins) == 0
+	writes := s.writeOrigin(origin, r)
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if writes {
+		h.Set("Access-Control-Allow-Origin", origin)
+	} else {
+		h.Set("Access-Control-Allow-Origin", "*")
+	}
+	h.Set("Access-Control-Expose-Headers", corsExposed)
+	switch r.Method {
+	case http.MethodOptions:
+		methods := "GET, HEAD, OPTIONS"
+		if writes {
+			methods += ", PUT, POST, DELETE"
+		}
+		h.Set("Access-Control-Allow-Methods", methods)
+		h.Set("Access-Control-Allow-Headers", corsAllowed)
+		h.Set("Access-Control-Max-Age", "86400")
+	case http.MethodGet, http.MethodHead:
+	default:
+		return !writes
+	}
+	return false
+}
+
+// writeOrigin reports whether pages of origin may write: it is listed in CORSOrigins,
+// "*" is, or it is the server's own origin.
+func (s *Server) writeOrigin(origin string, r *http.Request) bool {
 	for _, o := range s.cfg.CORSOrigins {
 		if o == "*" || o == origin {
-			allowed = true
+			return true
 		}
 	}
-	if !allowed {
-		return
-	}
-	h := w.Header()
-	if len(s.cfg.CORSOrigins) == 0 || (len(s.cfg.CORSOrigins) == 1 && s.cfg.CORSOrigins[0] == "*") {
-		h.Set("Access-Control-Allow-Origin", "*")
-	} else {
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Add("Vary", "Origin")
-	}
-	h.Set("Access-Control-Expose-Headers", "Stream-Offset, Stream-Length, Stream-Closed, Stream-Conflict, Request-Id, Content-Range, Location, "+
-		"Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, ETag, "+
-		"Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq")
-	if r.Method == http.MethodOptions {
-		h.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Stream-Offset, Stream-Close, Last-Event-ID, Range, Request-Id, Content-Type, Accept, "+
-			"Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Stream-Forked-From, "+
-			"Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq")
-		h.Set("Access-Control-Max-Age", "86400")
-	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && u.Host == r.Host
 }
 
 // validRequestID accepts a client's Request-Id if it is short printable ASCII, so that it

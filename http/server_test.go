@@ -754,11 +754,11 @@ func listHas(list string, want ...string) bool {
 }
 
 // TestCORSPreflight proves "OPTIONS on any path answers CORS preflight (2xx) allowing the
-// methods above and the request headers this file names. CORS headers (default *) expose
-// the Stream-* headers."
+// methods above and the request headers this file names", and the Stream-* headers
+// exposed, for an origin allowed to write (--cors-origins '*').
 func TestCORSPreflight(t *testing.T) {
-	ts := newTestServer(t, Config{}, file.Options{})
-	for _, target := range []string{"/streams/a/b", "/streams/unknown", "/streams", "/metrics", "/nowhere", "/streams/.."} {
+	ts := newTestServer(t, Config{CORSOrigins: []string{"*"}}, file.Options{})
+	for _, target := range []string{"/streams/a/b", "/streams/unknown", "/streams", "/metrics", "/nowhere", "/streams/..", "/v1/stream/x"} {
 		for _, method := range contractMethods {
 			resp, body := opaque(t, ts, http.MethodOptions, target, nil,
 				"Origin", "https://app.example",
@@ -768,13 +768,13 @@ func TestCORSPreflight(t *testing.T) {
 				t.Errorf("OPTIONS %s: status %d %q", target, resp.StatusCode, body)
 			}
 			h := resp.Header
-			if o := h.Get("Access-Control-Allow-Origin"); o != "*" && o != "https://app.example" {
+			if o := h.Get("Access-Control-Allow-Origin"); o != "https://app.example" {
 				t.Errorf("OPTIONS %s: Access-Control-Allow-Origin %q", target, o)
 			}
 			if m := h.Get("Access-Control-Allow-Methods"); !listHas(m, contractMethods...) {
 				t.Errorf("OPTIONS %s: Access-Control-Allow-Methods %q lacks one of %v", target, m, contractMethods)
 			}
-			if a := h.Get("Access-Control-Allow-Headers"); !listHas(a, contractHeaders...) {
+			if a := h.Get("Access-Control-Allow-Headers"); !listHas(a, append(contractHeaders, "Authorization", "If-None-Match")...) {
 				t.Errorf("OPTIONS %s: Access-Control-Allow-Headers %q lacks one of %v", target, a, contractHeaders)
 			}
 		}
@@ -786,8 +786,8 @@ func TestCORSPreflight(t *testing.T) {
 		resp, _ := call(t, http.MethodGet, ts.streamURL("cors"), nil, "Origin", "https://app.example")
 		return resp
 	}()} {
-		if o := r.Header.Get("Access-Control-Allow-Origin"); o != "*" {
-			t.Errorf("%s: Access-Control-Allow-Origin %q, want *", r.Request.Method, o)
+		if o := r.Header.Get("Access-Control-Allow-Origin"); o != "https://app.example" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q", r.Request.Method, o)
 		}
 		if e := r.Header.Get("Access-Control-Expose-Headers"); !listHas(e, streamHeaders...) {
 			t.Errorf("%s: Access-Control-Expose-Headers %q lacks one of %v", r.Request.Method, e, streamHeaders)
@@ -795,32 +795,45 @@ func TestCORSPreflight(t *testing.T) {
 	}
 }
 
-// TestCORSOrigins proves "allowed origins configurable": a listed origin is allowed (and
-// echoed, with Vary: Origin), any other gets no CORS headers, so the browser refuses it.
+// TestCORSOrigins proves "cross-origin reads stay possible, but cross-origin writes are
+// allowed only for the origins in --cors-origins; without it, a preflight for them gets
+// no allowance": a listed origin may write (it is echoed, with Vary: Origin); any other,
+// and every other without the flag, may read (Access-Control-Allow-Origin: *), gets no
+// write methods in a preflight, and a write it sends without one (a form POST) is
+// refused with 403, storing nothing; the server's own origin may write.
 func TestCORSOrigins(t *testing.T) {
-	ts := newTestServer(t, Config{CORSOrigins: []string{"https://a.example", "https://b.example"}}, file.Options{})
-	resp, body := call(t, http.MethodPut, ts.streamURL("o"), nil)
-	wantStatus(t, resp, body, http.StatusCreated)
-	for _, origin := range []string{"https://a.example", "https://b.example"} {
-		resp, _ := call(t, http.MethodOptions, ts.streamURL("o"), nil, "Origin", origin, "Access-Control-Request-Method", "POST")
-		if resp.StatusCode/100 != 2 || resp.Header.Get("Access-Control-Allow-Origin") != origin ||
-			!listHas(resp.Header.Get("Access-Control-Allow-Methods"), contractMethods...) {
-			t.Errorf("preflight from %s: %d %v", origin, resp.StatusCode, resp.Header)
-		}
-		resp, _ = call(t, http.MethodHead, ts.streamURL("o"), nil, "Origin", origin)
-		if resp.Header.Get("Access-Control-Allow-Origin") != origin || !listHas(resp.Header.Get("Vary"), "Origin") ||
-			!listHas(resp.Header.Get("Access-Control-Expose-Headers"), streamHeaders...) {
-			t.Errorf("HEAD from %s: %v", origin, resp.Header)
-		}
-	}
-	for _, origin := range []string{"https://evil.example", "https://a.example.evil", "null", "*"} {
-		for _, method := range []string{http.MethodOptions, http.MethodHead} {
-			resp, _ := call(t, method, ts.streamURL("o"), nil, "Origin", origin, "Access-Control-Request-Method", "POST")
-			for name := range resp.Header {
-				if strings.HasPrefix(name, "Access-Control-Allow-") {
-					t.Errorf("%s from %s: %s: %q", method, origin, name, resp.Header.Get(name))
-				}
+	for _, listed := range [][]string{nil, {"https://a.example", "https://b.example"}} {
+		ts := newTestServer(t, Config{CORSOrigins: listed}, file.Options{})
+		resp, body := call(t, http.MethodPut, ts.streamURL("o"), nil)
+		wantStatus(t, resp, body, http.StatusCreated)
+		for _, origin := range listed {
+			resp, _ := call(t, http.MethodOptions, ts.streamURL("o"), nil, "Origin", origin, "Access-Control-Request-Method", "POST")
+			if resp.StatusCode/100 != 2 || resp.Header.Get("Access-Control-Allow-Origin") != origin ||
+				!listHas(resp.Header.Get("Access-Control-Allow-Methods"), contractMethods...) || !listHas(resp.Header.Get("Vary"), "Origin") {
+				t.Errorf("preflight from %s: %d %v", origin, resp.StatusCode, resp.Header)
 			}
+			resp, body := call(t, http.MethodPost, ts.streamURL("by/"+strings.TrimPrefix(origin, "https://")), strings.NewReader("listed"), "Origin", origin)
+			wantStatus(t, resp, body, http.StatusOK)
+		}
+		resp, body = call(t, http.MethodPost, ts.streamURL("by/own"), strings.NewReader("own"), "Origin", ts.url)
+		wantStatus(t, resp, body, http.StatusOK)
+		before := storedBytes(t, ts, "o")
+		for _, origin := range []string{"https://evil.example", "https://a.example.evil", "null"} {
+			resp, _ := call(t, http.MethodOptions, ts.streamURL("o"), nil, "Origin", origin, "Access-Control-Request-Method", "DELETE")
+			if m := resp.Header.Get("Access-Control-Allow-Methods"); strings.Contains(m, "DELETE") || strings.Contains(m, "POST") {
+				t.Errorf("preflight for DELETE from %s allows %q", origin, m)
+			}
+			resp, _ = call(t, http.MethodHead, ts.streamURL("o"), nil, "Origin", origin)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+				t.Errorf("read from %s: %d, Access-Control-Allow-Origin %q; want it allowed", origin, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+			}
+			for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+				resp, body := call(t, method, ts.streamURL("o")+"?purge=true", strings.NewReader("evil"), "Origin", origin, "Stream-Close", "false")
+				wantStatus(t, resp, body, http.StatusForbidden)
+			}
+		}
+		if after := storedBytes(t, ts, "o"); after != before {
+			t.Errorf("refused cross-origin writes changed the stream: %q, then %q", before, after)
 		}
 	}
 }
