@@ -44,17 +44,8 @@ func (s *Server) durableCreate(w http.ResponseWriter, r *http.Request, key strin
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	h.Set("Location", requestURL(r))
+	h.Set("Location", s.scheme(r)+"://"+r.Host+r.URL.EscapedPath())
 	w.WriteHeader(http.StatusCreated)
-}
-
-// requestURL is the absolute URL of r, as the client reached it.
-func requestURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + r.URL.EscapedPath()
 }
 
 // createOptions reads what a PUT asks for: the content type, a TTL or an expiry, a

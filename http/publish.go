@@ -96,7 +96,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, key string) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// createRandom creates a stream under a new random key of 128 bits.
+// createRandom creates a stream under a new random key of 128 bits. With StreamTokens,
+// the answer carries a publish token and a read token for that stream alone, so that a
+// CI system hands a job exactly its own capability.
 func (s *Server) createRandom(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -105,14 +107,19 @@ func (s *Server) createRandom(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	scheme := "http"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
-		scheme = "https"
+	body := map[string]string{"key": key, "url": s.scheme(r) + "://" + r.Host + "/streams/" + key}
+	if s.cfg.StreamTokens != nil {
+		var err error
+		if body["publish_token"], body["read_token"], err = s.cfg.StreamTokens(key); err != nil {
+			s.fail(w, r, fmt.Errorf("stream tokens: %w", err))
+			return
+		}
 	}
 	w.Header().Set("Location", "/streams/"+key)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(map[string]string{"key": key, "url": scheme + "://" + r.Host + "/streams/" + key})
+	json.NewEncoder(w).Encode(body)
 }
 
 func (s *Server) head(w http.ResponseWriter, r *http.Request, key string) {

@@ -66,6 +66,12 @@ type Config struct {
 	// MaxRead bounds the bytes of one Durable Streams catch-up response (1 MiB, and the
 	// rest of a JSON message it ends in); the client reads on from where it ends.
 	MaxRead int64
+	// StreamTokens, if set, mints the publish and read tokens of a stream made with a
+	// random key (POST /streams), answered with its key.
+	StreamTokens func(key string) (publish, read string, err error)
+	// TrustProxy honours X-Forwarded-Proto and X-Forwarded-For from a balancer in front
+	// (they are the client's own otherwise, and ignored).
+	TrustProxy bool
 	// Authorizer decides what each request may do (sluice.OpRead on a key, ...); nil
 	// means sluice.AllowAll, an open server.
 	Authorizer sluice.Authorizer
@@ -132,7 +138,12 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "OK") })
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.authorize(w, r, "", sluice.OpMetrics) {
+			metricsHandler.ServeHTTP(w, r)
+		}
+	})
 	s.mux.HandleFunc("POST /streams", func(w http.ResponseWriter, r *http.Request) {
 		if s.authorize(w, r, "", sluice.OpCreate) { // "": a key of the server's choosing
 			s.createRandom(w, r)
@@ -223,6 +234,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// scheme is the scheme the client used: https over TLS, or as the balancer in front
+// says (TrustProxy).
+func (s *Server) scheme(r *http.Request) string {
+	if r.TLS != nil || (s.cfg.TrustProxy && r.Header.Get("X-Forwarded-Proto") == "https") {
+		return "https"
+	}
+	return "http"
 }
 
 // streamOp is the operation a request on a stream asks for, if its method has one.

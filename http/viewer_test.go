@@ -23,7 +23,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	"github.com/sluicehq/sluice/jwt"
 )
 
 // The web viewer's end-to-end tests drive a real headless Chromium (Debian's chromium,
@@ -827,4 +829,53 @@ func TestViewerIndex(t *testing.T) {
 			t.Errorf("stream: %d %q", resp.StatusCode, b)
 		}
 	})
+}
+
+// TestViewerToken proves the viewer under access control: opened with a read token in
+// its URL (?token=), the page takes the token out of the address bar, follows the stream
+// live with it, and shows no link that holds it (the raw link, fetched bare, is refused);
+// opened without
+// one, the server refuses the page.
+func TestViewerToken(t *testing.T) {
+	key := []byte("viewer-test-key-0123456789abcdef")
+	v, err := jwt.NewVerifier(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := jwt.NewSigner(key)
+	tok, err := signer.Mint(jwt.Grant{Allow: []sluice.Op{sluice.OpRead}, Keys: []string{"private/log"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, Config{Authorizer: &jwt.Authorizer{Verifier: v}}, file.Options{})
+	// The producer holds a token of its own; here the store is written directly.
+	if _, _, err := ts.store.Create(context.Background(), "private/log", sluice.CreateOptions{Data: []byte("line one\n")}); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := vGet(t, http.MethodGet, ts.url+"/streams/private/log", "text/html")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the page without a token: %d, want 401", resp.StatusCode)
+	}
+	browser := newBrowser(t)
+	ctx := tab(t, browser, "")
+	navigate(t, ctx, ts.url+"/streams/private/log?token="+tok)
+	waitState(t, ctx, "live")
+	waitText(t, ctx, "line one\n")
+	if href := eval[string](t, ctx, `location.href`); strings.Contains(href, tok) || strings.Contains(href, "token") {
+		t.Errorf("the address bar still holds the token: %s", href)
+	}
+	if links := eval[string](t, ctx, `[...document.querySelectorAll('a')].map(a => a.href).join(' ')`); strings.Contains(links, tok) {
+		t.Errorf("a link shown holds the token: %s", links)
+	}
+	st, err := ts.store.Open(context.Background(), "private/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(context.Background(), sluice.Write{Data: []byte("line two\n")})
+	st.Release()
+	waitText(t, ctx, "line one\nline two\n")
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const r = await fetch(document.getElementById('raw').href); return String(r.status); })()`, chromedp.EvalAwaitPromise))
+	if err != nil || got != "401" {
+		t.Errorf("the raw link fetched without the page's token: %s (%v), want 401 (the link holds no token)", got, err)
+	}
 }

@@ -29,9 +29,34 @@
   const key = decodeURIComponent(path.replace(/^\/streams\//, ''));
   $('key').textContent = key;
   document.title = key + ' · Sluice';
+  // A capability token in the page's URL (?token=, as a browser's navigation cannot
+  // send a header) is taken out of the address bar at once, so that it is neither
+  // bookmarked nor shared with a link, and passed on to the page's own requests:
+  // fetches send it in Authorization, the EventSource (which cannot) in its query.
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token') || '';
+  if (token) {
+    params.delete('token');
+    const q = params.toString();
+    history.replaceState(null, '', location.pathname + (q ? '?' + q : '') + location.hash);
+  }
+  const auth = token ? { Authorization: 'Bearer ' + token } : {};
   const raw = $('raw');
-  raw.href = path + '?format=raw&follow=false';
-  raw.setAttribute('download', key.replace(/[^A-Za-z0-9._-]+/g, '_') + '.log');
+  const rawName = key.replace(/[^A-Za-z0-9._-]+/g, '_') + '.log';
+  raw.href = path + '?format=raw&follow=false'; // never with the token: it is shown
+  raw.setAttribute('download', rawName);
+  if (token) {
+    raw.addEventListener('click', async (e) => {
+      e.preventDefault();
+      const r = await fetch(raw.href, { headers: auth, cache: 'no-store' });
+      if (!r.ok) return;
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(await r.blob());
+      a.download = rawName;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    });
+  }
 
   // ---- SGR styles ----
   const DEFAULT = Object.freeze({ k: '' });
@@ -604,13 +629,13 @@
 
   // ---- network ----
   async function head() {
-    const r = await fetch(path + '?format=raw', { method: 'HEAD', cache: 'no-store' });
+    const r = await fetch(path + '?format=raw', { method: 'HEAD', headers: auth, cache: 'no-store' });
     if (r.status === 404) return null;
     if (!r.ok) throw new Error('HEAD ' + r.status);
     return { length: Number(r.headers.get('Stream-Length')), closed: r.headers.get('Stream-Closed') === 'true' };
   }
   async function rangeGet(a, b) {
-    const r = await fetch(path + '?format=raw&follow=false', { headers: { Range: 'bytes=' + a + '-' + b }, cache: 'no-store' });
+    const r = await fetch(path + '?format=raw&follow=false', { headers: { ...auth, Range: 'bytes=' + a + '-' + b }, cache: 'no-store' });
     if (!r.ok) throw new Error('GET ' + r.status);
     return new Uint8Array(await r.arrayBuffer());
   }
@@ -623,7 +648,8 @@
   const encoder = new TextEncoder();
   let es = null;
   function connect(from) {
-    es = new EventSource(path + '?format=sse' + (from > 0 ? '&offset=' + from : ''));
+    es = new EventSource(path + '?format=sse' + (from > 0 ? '&offset=' + from : '') +
+      (token ? '&token=' + encodeURIComponent(token) : ''));
     const got = (bytes, id) => {
       const end = Number(id);
       if (end - bytes.length !== offset) {
