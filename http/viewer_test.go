@@ -834,8 +834,7 @@ func TestViewerIndex(t *testing.T) {
 // TestViewerToken proves the viewer under access control: opened with a read token in
 // its URL (?token=), the page takes the token out of the address bar, follows the stream
 // live with it, and shows no link that holds it (the raw link, fetched bare, is refused);
-// opened without
-// one, the server refuses the page.
+// opened without one, the server refuses the page.
 func TestViewerToken(t *testing.T) {
 	key := []byte("viewer-test-key-0123456789abcdef")
 	v, err := jwt.NewVerifier(key)
