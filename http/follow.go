@@ -123,27 +123,45 @@ type follower struct {
 // hijackFollower takes the connection of w and serves f on it, on a goroutine that the
 // Fanout owns (so that a shutdown waits for it, and closes its connection after the
 // grace), which frees the request's goroutine and net/http's buffers while the
-// follower waits. It reports whether it did.
+// follower waits. It reports whether the follower owns st (and releases it). An HTTP/2
+// request's connection carries other requests and cannot be taken: its follower is
+// served through the ResponseWriter, in the request's goroutine, before it returns.
 func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follower) bool {
 	s.metrics.followers.WithLabelValues(f.kind).Inc()
 	hold := s.fan.Hold() // before the hijack, while http.Server.Shutdown still waits for it
-	wi, err := fanout.Hijack(w, r, s.cfg.WriteTimeout, s.metrics.flushSeconds, s.metrics.bytesOut.WithLabelValues(f.kind))
+	flushed, sent := s.metrics.flushSeconds, s.metrics.bytesOut.WithLabelValues(f.kind)
+	if r.ProtoMajor >= 2 {
+		defer hold()
+		wi, err := fanout.Stream(w, r, s.cfg.WriteTimeout, flushed, sent)
+		if err != nil {
+			f.lost(err)
+			return false
+		}
+		f.run(r.Context(), wi) // which releases st when it ends
+		return true
+	}
+	wi, err := fanout.Hijack(w, r, s.cfg.WriteTimeout, flushed, sent)
 	if err != nil {
 		hold()
-		f.m.Leave()
-		s.metrics.followers.WithLabelValues(f.kind).Dec()
-		f.done(http.StatusOK, 0, "outcome", "lost", "err", err)
+		f.lost(err)
 		return false
 	}
 	s.fan.Go(wi.Conn(), func() {
 		defer hold()
-		f.run(wi)
+		f.run(context.Background(), wi)
 	})
 	return true
 }
 
-// run follows the stream and ends the response as the outcome says.
-func (f *follower) run(wi *fanout.Wire) {
+// lost ends a follower whose response could not start.
+func (f *follower) lost(err error) {
+	f.m.Leave()
+	f.s.metrics.followers.WithLabelValues(f.kind).Dec()
+	f.done(http.StatusOK, 0, "outcome", "lost", "err", err)
+}
+
+// run follows the stream until ctx is done, and ends the response as the outcome says.
+func (f *follower) run(ctx context.Context, wi *fanout.Wire) {
 	s := f.s
 	start := time.Now()
 	defer f.st.Release()
@@ -155,7 +173,7 @@ func (f *follower) run(wi *fanout.Wire) {
 		f.done(http.StatusOK, wi.Sent(), "outcome", "gone", "follow_duration", time.Since(start))
 		return
 	}
-	outcome, reached := s.fan.Follow(context.Background(), f.m, f.st, t, f.off, f.end, f.follow)
+	outcome, reached := s.fan.Follow(ctx, f.m, f.st, t, f.off, f.end, f.follow)
 	f.finish(wi, t, outcome)
 	if outcome == fanout.OutcomeStalled {
 		s.metrics.slowDropped.Inc()

@@ -5,6 +5,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -69,6 +70,9 @@ type Config struct {
 	// StreamTokens, if set, mints the publish and read tokens of a stream made with a
 	// random key (POST /streams), answered with its key.
 	StreamTokens func(key string) (publish, read string, err error)
+	// TLS, if set, serves HTTPS (and HTTP/2 through ALPN) with its certificates; see
+	// CertReloader.
+	TLS *tls.Config
 	// TrustProxy honours X-Forwarded-Proto and X-Forwarded-For from a balancer in front
 	// (they are the client's own otherwise, and ignored).
 	TrustProxy bool
@@ -319,6 +323,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// HTTP/1.1, HTTP/2 over TLS (ALPN), and HTTP/2 in the clear for clients that
+		// speak it from the start (h2c, curl --http2-prior-knowledge).
+		Protocols: new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	if s.cfg.TLS != nil {
+		tc := s.cfg.TLS.Clone()
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

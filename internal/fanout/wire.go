@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"bytes"
 	"fmt"
 	"net"
@@ -24,10 +25,14 @@ const chunkRoom = 18
 var wirePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // Wire writes a response body to a hijacked HTTP/1.x connection, as chunks for HTTP/1.1
-// so that a clean end is told apart from a cut connection. Transports frame bytes into
-// its Buffer and Commit them; the follower loop flushes.
+// so that a clean end is told apart from a cut connection, or, for a request whose
+// connection cannot be hijacked (HTTP/2), through its ResponseWriter (see Stream).
+// Transports frame bytes into its Buffer and Commit them; the follower loop flushes.
 type Wire struct {
 	conn    net.Conn
+	rw      http.ResponseWriter      // instead of conn, for HTTP/2
+	rc      *http.ResponseController // rw's
+	ctx     context.Context          // rw's request's: done once the client is gone
 	chunked bool
 	timeout time.Duration
 	out     *[]byte
@@ -97,6 +102,20 @@ func (w *Wire) Write(p []byte) (int, error) {
 	return len(p), w.Commit(append(w.Buffer(), p...))
 }
 
+// Stream sends the response head of w, with the headers set on it, and returns a Wire
+// that writes through w itself: for a request whose connection cannot be hijacked
+// (HTTP/2), whose follower then runs in the request's goroutine. It costs what net/http
+// keeps per request; End returns, and Abort panics with http.ErrAbortHandler, which
+// resets the stream so that the client sees the response cut short.
+func Stream(w http.ResponseWriter, r *http.Request, timeout time.Duration, flushed prometheus.Observer, sent prometheus.Counter) (*Wire, error) {
+	wi := &Wire{rw: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: timeout, flushed: flushed, sent: sent}
+	w.WriteHeader(http.StatusOK)
+	if err := wi.rc.Flush(); err != nil {
+		return nil, fmt.Errorf("write response head: %w", err)
+	}
+	return wi, nil
+}
+
 // Sent reports the bytes written so far, framing included (not the response head).
 func (w *Wire) Sent() int64 { return w.total }
 
@@ -104,7 +123,12 @@ func (w *Wire) Sent() int64 { return w.total }
 func (w *Wire) Conn() net.Conn { return w.conn }
 
 // Alive reports whether the peer is still there, without blocking (see alive).
-func (w *Wire) Alive() bool { return alive(w.conn) }
+func (w *Wire) Alive() bool {
+	if w.rw != nil {
+		return w.ctx.Err() == nil
+	}
+	return alive(w.conn)
+}
 
 // Flush sends the pending output as one chunk in one write, under the write deadline, and
 // gives the buffer back.
@@ -118,7 +142,7 @@ func (w *Wire) Flush() error {
 		return nil
 	}
 	start := 0
-	if w.chunked {
+	if w.chunked && w.rw == nil {
 		var hdr [chunkRoom]byte
 		h := append(strconv.AppendInt(hdr[:0], int64(len(b)-chunkRoom), 16), '\r', '\n')
 		start = chunkRoom - len(h)
@@ -139,6 +163,14 @@ func (w *Wire) Flush() error {
 // follower that keeps up goes, and needs no deadline, sparing a timer update per write;
 // only what the socket cannot take at once is written under the write deadline.
 func (w *Wire) write(b []byte) (int, error) {
+	if w.rw != nil {
+		w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		n, err := w.rw.Write(b)
+		if err == nil {
+			err = w.rc.Flush()
+		}
+		return n, err
+	}
 	n := 0
 	if w.raw != nil {
 		w.pending = b
@@ -168,6 +200,10 @@ func (w *Wire) release() {
 // is closed after the client's unread bytes are drained, so that it gets a FIN, not a RST
 // that could discard the response's last bytes.
 func (w *Wire) End() {
+	if w.rw != nil {
+		w.Flush() // the handler's return ends the stream
+		return
+	}
 	if err := w.Flush(); err == nil && w.chunked {
 		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		w.conn.Write([]byte("0\r\n\r\n"))
@@ -182,5 +218,8 @@ func (w *Wire) End() {
 // Abort cuts the response short: the client sees it incomplete and resumes by offset.
 func (w *Wire) Abort() {
 	w.release()
+	if w.rw != nil {
+		panic(http.ErrAbortHandler)
+	}
 	w.conn.Close()
 }
