@@ -1,8 +1,8 @@
 package fanout
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
