@@ -73,6 +73,16 @@ type Config struct {
 	// TLS, if set, serves HTTPS (and HTTP/2 through ALPN) with its certificates; see
 	// CertReloader.
 	TLS *tls.Config
+	// RateLimit and RateBurst bound the requests a second of one client address (a
+	// token bucket); 0 means no limit. MaxClientRequests bounds its requests at once,
+	// followers included; 0 means no limit. Beyond, 429 with Retry-After.
+	RateLimit         float64
+	RateBurst         int
+	MaxClientRequests int
+	// RequireHTTPS refuses plain HTTP (with TLS, or TrustProxy's X-Forwarded-Proto): a
+	// GET or HEAD is redirected to https (without a ?token=), anything else refused
+	// with 403. /health, /healthz and /readyz answer either way.
+	RequireHTTPS bool
 	// TrustProxy honours X-Forwarded-Proto and X-Forwarded-For from a balancer in front
 	// (they are the client's own otherwise, and ignored).
 	TrustProxy bool
@@ -125,6 +135,7 @@ type Server struct {
 	// fan is the followers: it ends them on a drain, and owns those on hijacked
 	// connections (internal/fanout).
 	fan    *fanout.Fanout
+	limits *limits    // bound each client address (limits.go); nil without limits
 	recent recentKeys // for the index page (viewer.go), when Config.Index
 }
 
@@ -136,6 +147,9 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		fan:   fanout.New(fanout.Config{MaxFollowers: cfg.MaxFollowers, MaxStreamFollowers: cfg.MaxStreamFollowers}),
+	}
+	if cfg.RateLimit > 0 || cfg.MaxClientRequests > 0 {
+		s.limits = newLimits(cfg.RateLimit, cfg.RateBurst, cfg.MaxClientRequests)
 	}
 	s.metrics = newMetrics(cfg.Registry, store)
 	s.mux = http.NewServeMux()
@@ -173,10 +187,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if probe(r.URL.Path) {
+		s.mux.ServeHTTP(w, r) // a balancer's probes: never limited, over either scheme
+		return
+	}
+	if s.cfg.RequireHTTPS && s.scheme(r) != "https" {
+		s.refuseHTTP(w, r)
+		return
+	}
+
 	rec := &recorder{ResponseWriter: w}
 	rl := &requestLog{log: s.log.With("request_id", id), method: r.Method, path: r.URL.Path, start: time.Now()}
 	ctx := context.WithValue(r.Context(), requestKey{}, rl)
 	r = r.WithContext(sluice.WithCredentials(ctx, credentials(r)))
+	if s.limits != nil {
+		release, wait := s.limits.admit(s.clientAddr(r), time.Now())
+		if release == nil {
+			tooMany(rec, wait)
+			rl.write(rec.status(), rec.bytes)
+			return
+		}
+		rl.release = release // a follower handed off holds its place until it ends
+	}
 	defer func() {
 		if !rl.handedOff {
 			rl.write(rec.status(), rec.bytes)
@@ -247,6 +279,23 @@ func (s *Server) scheme(r *http.Request) string {
 		return "https"
 	}
 	return "http"
+}
+
+// probe reports whether path is a balancer's health or readiness probe.
+func probe(path string) bool { return path == "/health" || path == "/healthz" || path == "/readyz" }
+
+// refuseHTTP answers a request over plain HTTP when HTTPS is required: a redirect to the
+// same URL over https, without its token (which must not travel again), or 403.
+func (s *Server) refuseHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "forbidden: use https", http.StatusForbidden)
+		return
+	}
+	u := *r.URL
+	q := u.Query()
+	q.Del("token")
+	u.Scheme, u.Host, u.RawQuery = "https", r.Host, q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
 }
 
 // streamOp is the operation a request on a stream asks for, if its method has one.
@@ -493,6 +542,7 @@ type requestLog struct {
 	method, path string
 	start        time.Time
 	handedOff    bool
+	release      func() // gives back the client's place among its requests at once (limits.go)
 }
 
 type requestKey struct{}
@@ -512,6 +562,9 @@ func (rl *requestLog) handOff() (done func(status int, bytes int64, attrs ...any
 }
 
 func (rl *requestLog) write(status int, bytes int64, attrs ...any) {
+	if rl.release != nil {
+		rl.release()
+	}
 	rl.log.Info("request", append([]any{"method", rl.method, "path", rl.path, "status", status,
 		"bytes", bytes, "duration", time.Since(rl.start)}, attrs...)...)
 }
