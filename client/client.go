@@ -83,8 +83,9 @@ func redactErr(err error) error {
 type statusError struct {
 	method, url string // url redacted
 	code        int
-	reason      string // the first line of the body
-	conflict    string // the Stream-Conflict header of a 409
+	reason      string        // the first line of the body
+	conflict    string        // the Stream-Conflict header of a 409
+	retryAfter  time.Duration // the Retry-After of a 429 or 503, if any
 }
 
 func (e *statusError) Error() string {
@@ -140,7 +141,34 @@ func responseError(resp *http.Response) error {
 		reason = "(no reason given)"
 	}
 	return &statusError{method: resp.Request.Method, url: redact(resp.Request.URL.String()), code: resp.StatusCode,
-		reason: reason, conflict: resp.Header.Get("Stream-Conflict")}
+		reason: reason, conflict: resp.Header.Get("Stream-Conflict"), retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
+}
+
+// maxRetryAfter bounds how long a server's Retry-After holds a client back.
+const maxRetryAfter = 5 * time.Minute
+
+// parseRetryAfter reads Retry-After: seconds, or an HTTP date; 0 for none.
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(0, time.Until(t)), maxRetryAfter)
+	}
+	return 0
+}
+
+// retryDelay is how long to wait before the next attempt after err: the backoff d, or
+// longer if the server said so (Retry-After, with 429 and 503).
+func retryDelay(err error, d time.Duration) time.Duration {
+	var se *statusError
+	if errors.As(err, &se) {
+		return max(d, se.retryAfter)
+	}
+	return d
 }
 
 // streamInfo reads the Stream-Length and Stream-Closed headers of a response.

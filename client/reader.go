@@ -49,6 +49,7 @@ type Reader struct {
 	// Only Read uses these.
 	err      error // sticky: io.EOF, or why the Reader gave up
 	failures int   // consecutive connects that brought no byte
+	lastErr  error // the last failure, whose Retry-After may say how long to wait
 	started  bool  // a connect was tried: the next one is a reconnect
 	got      bool  // the current response brought bytes
 
@@ -102,7 +103,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		n, err := body.Read(p)
 		r.off.Add(int64(n))
 		if n > 0 {
-			r.failures, r.got = 0, true
+			r.failures, r.got, r.lastErr = 0, true, nil
 		}
 		r.mu.Lock()
 		r.reading = false
@@ -134,7 +135,7 @@ func (r *Reader) current() (io.ReadCloser, error) {
 		return r.body, nil
 	}
 	r.mu.Unlock()
-	if r.started && !backoff.Sleep(r.ctx, backoff.Delay(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures)-1)) {
+	if r.started && !backoff.Sleep(r.ctx, retryDelay(r.lastErr, backoff.Delay(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures)-1))) {
 		return nil, errReaderClosed
 	}
 	r.started = true
@@ -206,6 +207,7 @@ func (r *Reader) fail(err error) {
 // failed counts a connect that brought no byte, giving up after MaxAttempts in a row.
 func (r *Reader) failed(err error) {
 	r.failures++
+	r.lastErr = err
 	if r.opts.MaxAttempts > 0 && r.failures >= r.opts.MaxAttempts {
 		r.finish(fmt.Errorf("giving up after %d failed attempts: %w", r.failures, err))
 		return

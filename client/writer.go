@@ -274,7 +274,7 @@ func (w *Writer) send() {
 			w.stop(fmt.Errorf("giving up after %d failed attempts: %w", failures, err))
 			return
 		}
-		delay := backoff.Delay(w.opts.MinBackoff, w.opts.MaxBackoff, failures-1)
+		delay := retryDelay(err, backoff.Delay(w.opts.MinBackoff, w.opts.MaxBackoff, failures-1))
 		w.log.Warn("publish failed; retrying", "err", err, "attempt", failures, "delay", delay)
 		resync = true
 		backoff.Sleep(w.ctx, delay) // a Close that stops waiting is noticed on the next turn
