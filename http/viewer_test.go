@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -876,5 +877,66 @@ func TestViewerToken(t *testing.T) {
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const r = await fetch(document.getElementById('raw').href); return String(r.status); })()`, chromedp.EvalAwaitPromise))
 	if err != nil || got != "401" {
 		t.Errorf("the raw link fetched without the page's token: %s (%v), want 401 (the link holds no token)", got, err)
+	}
+}
+
+// TestCORSInBrowser proves the CORS rule as a browser applies it: a page of another
+// origin (another loopback port) tries to purge a stream with fetch(..., {method:
+// 'DELETE'}), to publish to it with a form-like POST that needs no preflight, and to
+// follow it with an EventSource. Without --cors-origins the purge is blocked at its
+// preflight and the POST refused (the stream is left whole), and the read works; with
+// the page's origin in --cors-origins, the purge goes through.
+func TestCORSInBrowser(t *testing.T) {
+	browser := newBrowser(t)
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, `<!doctype html><title>elsewhere</title><p>another site`)
+	}))
+	t.Cleanup(page.Close)
+	script := func(target string) string {
+		return `(async () => {
+			const out = {};
+			try { const r = await fetch('` + target + `/streams/victim?purge=true', {method: 'DELETE'}); out.del = 'status ' + r.status; }
+			catch (e) { out.del = 'blocked'; }
+			try { const r = await fetch('` + target + `/streams/victim', {method: 'POST', body: 'evil', headers: {'Content-Type': 'text/plain'}, mode: 'no-cors'}); out.post = 'sent'; }
+			catch (e) { out.post = 'blocked'; }
+			out.read = await new Promise((resolve) => {
+				const es = new EventSource('` + target + `/streams/victim');
+				es.onmessage = (e) => { es.close(); resolve(e.data); };
+				es.onerror = () => { es.close(); resolve('error'); };
+			});
+			return JSON.stringify(out);
+		})()`
+	}
+	for _, allow := range []bool{false, true} {
+		var cfg Config
+		if allow {
+			cfg.CORSOrigins = []string{page.URL}
+		}
+		ts := newTestServer(t, cfg, file.Options{})
+		subPublish(t, ts, "victim", 0, []byte("public log\n"), false)
+		ctx := tab(t, browser, "")
+		navigate(t, ctx, page.URL)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](script(ts.url), chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct{ Del, Post, Read string }
+		json.Unmarshal([]byte(got), &out)
+		st, err := ts.store.Open(context.Background(), "victim")
+		if !allow {
+			if out.Del != "blocked" || err != nil {
+				t.Fatalf("without --cors-origins: the page's DELETE %s, the stream: %v; want it blocked, the stream whole", out.Del, err)
+			}
+			if info := st.Info(); info.Length != int64(len("public log\n")) || info.Closed {
+				t.Fatalf("without --cors-origins: the page's POST (%s) changed the stream: %+v", out.Post, info)
+			}
+			st.Release()
+		} else if out.Del != "status 204" || err == nil {
+			t.Fatalf("with the page's origin allowed: DELETE %s, the stream %v; want it purged", out.Del, err)
+		}
+		if out.Read != "public log\n" && !allow {
+			t.Fatalf("the page's EventSource read %q, want the stream", out.Read)
+		}
 	}
 }
