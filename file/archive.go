@@ -126,3 +126,13 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Ready reports whether the archive can write: a file is created in its directory.
+func (a *Archive) Ready(ctx context.Context) error {
+	f, err := os.CreateTemp(filepath.Join(a.dir, "tmp"), "ready-")
+	if err != nil {
+		return fmt.Errorf("file archive: %w", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}

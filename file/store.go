@@ -578,3 +578,24 @@ func randHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Ready reports whether the store can write: a file is written and fsynced in its
+// directory, and removed.
+func (s *Store) Ready(ctx context.Context) error {
+	f, err := os.CreateTemp(s.path("trash"), "ready-")
+	if err != nil {
+		return fmt.Errorf("file store: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte("ok"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file store: %w", err)
+	}
+	return nil
+}

@@ -86,6 +86,9 @@ type Config struct {
 	// TrustProxy honours X-Forwarded-Proto and X-Forwarded-For from a balancer in front
 	// (they are the client's own otherwise, and ignored).
 	TrustProxy bool
+	// Ready are the checks /readyz makes besides the shutdown: a balancer sends no
+	// request to a server that fails one.
+	Ready []ReadyCheck
 	// Authorizer decides what each request may do (sluice.OpRead on a key, ...); nil
 	// means sluice.AllowAll, an open server.
 	Authorizer sluice.Authorizer
@@ -344,12 +347,34 @@ func credentials(r *http.Request) sluice.Credentials {
 	return c
 }
 
+// readyz answers whether the server can serve: not shutting down, and every check of
+// Config.Ready passing (the store can write, NATS and JetStream answer, the archive
+// is reachable), each within 2 s. /health stays liveness only.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.fan.Draining().Err() != nil {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var failed []string
+	for _, c := range s.cfg.Ready {
+		if err := c.Check(ctx); err != nil {
+			s.log.Warn("not ready", "check", c.Name, "err", err)
+			failed = append(failed, c.Name)
+		}
+	}
+	if len(failed) > 0 {
+		http.Error(w, "not ready: "+strings.Join(failed, ", "), http.StatusServiceUnavailable)
+		return
+	}
 	fmt.Fprintln(w, "ready")
+}
+
+// ReadyCheck is a condition of readiness (/readyz): Check fails while it does not hold.
+type ReadyCheck struct {
+	Name  string // for the answer and the log: "store", "nats", "archive"
+	Check func(ctx context.Context) error
 }
 
 // EndFollowers ends the followers that the stream of key has now, as if the server

@@ -12,7 +12,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -1003,5 +1007,54 @@ func TestEveryRouteAuthorizes(t *testing.T) {
 	}
 	if _, err := ts.store.Open(context.Background(), "refused"); !errors.Is(err, sluice.ErrNotFound) {
 		t.Fatalf("a refused create and publish left a stream behind: %v", err)
+	}
+}
+
+// TestReadyzFollowsTheStore proves "/readyz reflects what the server needs": it
+// answers 200 while the data directory can be written, and 503 naming the store once
+// it cannot (a read-only file system; where mounting one is not allowed, its trash
+// directory replaced by a file), while /health stays 200.
+func TestReadyzFollowsTheStore(t *testing.T) {
+	dir := t.TempDir()
+	mounted := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).Run() == nil
+	if mounted {
+		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	}
+	store, err := file.Open(dir, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := NewServer(store, Config{Logger: slog.New(slog.DiscardHandler), Ready: []ReadyCheck{{"store", store.Ready}}})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	status := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if code, body := status("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz with a writable data directory: %d %q", code, body)
+	}
+	if mounted {
+		if out, err := exec.Command("mount", "-o", "remount,ro", dir).CombinedOutput(); err != nil {
+			t.Fatalf("remount read-only: %v %s", err, out)
+		}
+	} else {
+		os.RemoveAll(filepath.Join(dir, "trash"))
+		os.WriteFile(filepath.Join(dir, "trash"), nil, 0o444)
+	}
+	if code, body := status("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
+		t.Fatalf("/readyz with a read-only data directory (mounted %v): %d %q; want 503 naming the store", mounted, code, body)
+	}
+	if code, _ := status("/health"); code != http.StatusOK {
+		t.Fatalf("/health with a read-only data directory: %d, want 200 (liveness only)", code)
+	}
+	if mounted {
+		exec.Command("mount", "-o", "remount,rw", dir).Run()
 	}
 }

@@ -502,6 +502,18 @@ func (s *Store) meta(ctx context.Context, key string) (meta, uint64, error) {
 	return m, e.Revision(), nil
 }
 
+// Ready reports whether the store can serve: connected to NATS, and JetStream answers
+// for its stream.
+func (s *Store) Ready(ctx context.Context) error {
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("nats: %v", st)
+	}
+	if _, err := s.js1.Info(ctx); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
 // OpenStreams reports how many streams are open (not closed) in the whole cluster: the
 // open markers JetStream holds. It asks the server, within a second, and reports the
 // last count it got if the server does not answer.

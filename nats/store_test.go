@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/storetest"
 )
 
@@ -391,4 +392,26 @@ func TestReadWhileWritingElsewhere(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
+}
+
+// TestReady proves readiness follows NATS: Ready passes while the cluster serves, and
+// fails once every node is gone.
+func TestReady(t *testing.T) {
+	c, err := natstest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown()
+	s := newStore(t, c, Options{RequestTimeout: 200 * time.Millisecond})
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready with the cluster up: %v", err)
+	}
+	c.Shutdown()
+	deadline := time.Now().Add(failAfter)
+	for s.Ready(ctx) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Ready still passes with every NATS node gone")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

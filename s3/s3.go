@@ -219,3 +219,15 @@ func (o *object) Read(p []byte) (int, error) {
 }
 
 func (o *object) Close() error { return o.obj.Close() }
+
+// Ready reports whether the bucket answers: it exists, and the credentials reach it.
+func (a *Archive) Ready(ctx context.Context) error {
+	ok, err := a.client.BucketExists(ctx, a.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("s3: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("s3: bucket %s does not exist", a.cfg.Bucket)
+	}
+	return nil
+}
