@@ -121,6 +121,9 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 	if _, err := readRecord(dir); err != nil {
 		return fmt.Errorf("remove live copy of %s: not archived: %w", key, err)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		s.diskBytes.Add(-fi.Size())
+	}
 	if err := os.Remove(filepath.Join(dir, "data")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove live copy of %s: %w", key, err)
 	}

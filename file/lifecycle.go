@@ -124,6 +124,10 @@ func (s *Store) removeLocked(key string) (cleanup func(context.Context), err err
 		closed := exists(filepath.Join(dir, "closed"))
 		deleted := exists(filepath.Join(dir, "deleted"))
 		trash := s.path("trash", "purged-"+randHex(8))
+		size := int64(0)
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+			size = fi.Size()
+		}
 		if err := os.Rename(dir, trash); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				err = sluice.ErrNotFound
@@ -131,6 +135,7 @@ func (s *Store) removeLocked(key string) (cleanup func(context.Context), err err
 			return cleanup, fmt.Errorf("purge %s: %w", k, err)
 		}
 		trashed = append(trashed, trash)
+		s.diskBytes.Add(-size)
 		if st := s.streams[k]; st != nil {
 			delete(s.streams, k)
 			delete(s.dirty, st)

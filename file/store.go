@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice"
@@ -71,7 +72,19 @@ type Options struct {
 	// Archive, if set, holds the bytes of archived streams whose live copy was removed
 	// (see RemoveLive): they are read from it, and purged from it with their stream.
 	Archive sluice.Archive
+	// Metrics is told how long each fsync takes; nil means nothing is counted.
+	Metrics Metrics
 }
+
+// Metrics is what a Store counts (package metrics implements it for Prometheus).
+type Metrics interface {
+	// Fsynced is told of an fsync of a stream's bytes and how long it took.
+	Fsynced(took time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Fsynced(time.Duration) {}
 
 // DefaultTailSize is the default for Options.TailSize.
 const DefaultTailSize = 1 << 20
@@ -89,7 +102,8 @@ type Store struct {
 	expiring map[string]bool    // keys of streams that have a TTL or an expiry
 	purging  map[string]bool    // keys of streams being purged: they cannot be forked
 
-	closes closelog.Log // streams closed, for the Archiver (Notify, ClosedSince)
+	closes    closelog.Log // streams closed, for the Archiver (Notify, ClosedSince)
+	diskBytes atomic.Int64 // bytes of the streams' live copies on disk
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -109,6 +123,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
 	}
 	s := &Store{
 		dir:      dir,
@@ -151,6 +168,9 @@ func (s *Store) Close() error {
 	s.done.Wait()
 	return s.syncAll()
 }
+
+// DiskBytes reports the bytes of the streams' live copies on disk (their data files).
+func (s *Store) DiskBytes() int64 { return s.diskBytes.Load() }
 
 // OpenStreams reports how many streams are open (not closed).
 func (s *Store) OpenStreams() int {
@@ -220,6 +240,7 @@ func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOption
 			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
 		}
 	}
+	s.diskBytes.Add(int64(len(opts.Data)))
 	if opts.Closed {
 		s.closes.Add(key)
 	} else {
@@ -528,6 +549,9 @@ func (s *Store) scan() error {
 		}
 		if expires(m.Config) {
 			s.expiring[m.Key] = true
+		}
+		if fi, err := os.Stat(filepath.Join(d, "data")); err == nil {
+			s.diskBytes.Add(fi.Size())
 		}
 		if !exists(filepath.Join(d, "closed")) && !exists(filepath.Join(d, "deleted")) {
 			s.open++

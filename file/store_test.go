@@ -1086,3 +1086,26 @@ func TestWritersJournalUndo(t *testing.T) {
 		t.Fatalf("data %q", got)
 	}
 }
+
+// TestDiskBytes proves DiskBytes follows the live copies' bytes: counted at open,
+// grown by appends and first bytes, given back by purges.
+func TestDiskBytes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	s.Create(ctx, "a", sluice.CreateOptions{Data: []byte("12345")})
+	create(t, s, "b")
+	mustAppend(t, open(t, s, "b"), 0, []byte("678"))
+	if n := s.DiskBytes(); n != 8 {
+		t.Fatalf("DiskBytes = %d, want 8", n)
+	}
+	if err := s.Purge(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.DiskBytes(); n != 3 {
+		t.Fatalf("DiskBytes after a purge = %d, want 3", n)
+	}
+	if n := openStore(t, dir, Options{}).DiskBytes(); n != 3 {
+		t.Fatalf("DiskBytes of the store opened again = %d, want 3", n)
+	}
+}

@@ -122,6 +122,7 @@ func (st *stream) appendLocked(sn *tail.Snapshot, p []byte) (sluice.Info, error)
 		st.f.Truncate(at) // best effort: nothing acknowledged lies beyond
 		return info, fmt.Errorf("append to %s: %w", st.key, err)
 	}
+	st.store.diskBytes.Add(int64(len(p)))
 	if st.store.opts.SyncInterval == 0 {
 		if err := st.syncLocked(); err != nil {
 			return info, fmt.Errorf("append to %s: fsync: %w", st.key, err)
@@ -144,7 +145,15 @@ func (st *stream) sync() error {
 	if err != nil {
 		return err
 	}
-	return st.f.Sync()
+	return st.syncData()
+}
+
+// syncData fsyncs the stream's bytes, and tells the store's metrics how long it took.
+func (st *stream) syncData() error {
+	start := time.Now()
+	err := st.f.Sync()
+	st.store.opts.Metrics.Fsynced(time.Since(start))
+	return err
 }
 
 // syncLocked is sync for a caller that holds st.mu, or the last reference.
@@ -152,7 +161,7 @@ func (st *stream) syncLocked() error {
 	if err := st.syncJournal(); err != nil {
 		return err
 	}
-	return st.f.Sync()
+	return st.syncData()
 }
 
 // verify checks resent bytes against those stored at off, read from the tail or src.

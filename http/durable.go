@@ -196,6 +196,7 @@ func (s *Server) durableFail(w http.ResponseWriter, r *http.Request, err error) 
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	case errors.Is(err, fanout.ErrTooManyFollowers):
+		s.metrics.refused.WithLabelValues("503").Inc()
 		h.Set("Retry-After", "5")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return

@@ -14,6 +14,8 @@ type metrics struct {
 	conflicts    prometheus.Counter
 	flushSeconds prometheus.Histogram
 	slowDropped  prometheus.Counter
+	requests     *prometheus.CounterVec // by route and status
+	refused      *prometheus.CounterVec // by the limit: 413, 429, 503
 }
 
 // openStreamCounter is what a store may offer for the streams_open gauge.
@@ -41,7 +43,16 @@ func newMetrics(reg prometheus.Registerer, store sluice.Store) *metrics {
 			Name: "sluice_slow_followers_dropped_total", Help: "Followers dropped because one write stalled past the write timeout.",
 		}),
 	}
-	reg.MustRegister(m.followers, m.bytesIn, m.bytesOut, m.conflicts, m.flushSeconds, m.slowDropped)
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_requests_total", Help: "Requests answered, by route and status (a follower's when it ends).",
+	}, []string{"route", "code"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_refused_total", Help: "Requests refused by a limit: 413 (size), 429 (rate, requests at once), 503 (streams, followers).",
+	}, []string{"code"})
+	reg.MustRegister(m.followers, m.bytesIn, m.bytesOut, m.conflicts, m.flushSeconds, m.slowDropped, m.requests, m.refused)
+	for _, c := range []string{"413", "429", "503"} {
+		m.refused.WithLabelValues(c)
+	}
 	for _, t := range []string{"raw", "sse", "websocket", "durable-sse", "long-poll"} {
 		m.followers.WithLabelValues(t)
 		m.bytesOut.WithLabelValues(t)

@@ -53,6 +53,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
 	}
+	if code == http.StatusRequestEntityTooLarge || code == http.StatusServiceUnavailable {
+		s.metrics.refused.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
 	if code >= 500 && !errors.Is(err, errDraining) && !errors.Is(err, fanout.ErrTooManyFollowers) && !errors.Is(err, sluice.ErrTooManyStreams) {
 		logger(r.Context()).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

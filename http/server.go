@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -200,12 +201,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rec := &recorder{ResponseWriter: w}
-	rl := &requestLog{log: s.log.With("request_id", id), method: r.Method, path: r.URL.Path, start: time.Now()}
+	rl := &requestLog{log: s.log.With("request_id", id), method: r.Method, path: r.URL.Path, start: time.Now(),
+		route: route(r.URL.Path), requests: s.metrics.requests}
 	ctx := context.WithValue(r.Context(), requestKey{}, rl)
 	r = r.WithContext(sluice.WithCredentials(ctx, credentials(r)))
 	if s.limits != nil {
 		release, wait := s.limits.admit(s.clientAddr(r), time.Now())
 		if release == nil {
+			s.metrics.refused.WithLabelValues("429").Inc()
 			tooMany(rec, wait)
 			rl.write(rec.status(), rec.bytes)
 			return
@@ -282,6 +285,26 @@ func (s *Server) scheme(r *http.Request) string {
 		return "https"
 	}
 	return "http"
+}
+
+// route names the route of path in sluice_requests_total: a few values, whatever the
+// path.
+func route(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/streams/"):
+		return "streams"
+	case strings.HasPrefix(path, durablePrefix):
+		return "durable"
+	case path == "/streams":
+		return "create"
+	case path == "/":
+		return "index"
+	case path == "/metrics":
+		return "metrics"
+	case strings.HasPrefix(path, "/_sluice/"):
+		return "assets"
+	}
+	return "other"
 }
 
 // probe reports whether path is a balancer's health or readiness probe.
@@ -568,6 +591,8 @@ type requestLog struct {
 	start        time.Time
 	handedOff    bool
 	release      func() // gives back the client's place among its requests at once (limits.go)
+	route        string // for sluice_requests_total
+	requests     *prometheus.CounterVec
 }
 
 type requestKey struct{}
@@ -589,6 +614,9 @@ func (rl *requestLog) handOff() (done func(status int, bytes int64, attrs ...any
 func (rl *requestLog) write(status int, bytes int64, attrs ...any) {
 	if rl.release != nil {
 		rl.release()
+	}
+	if rl.requests != nil {
+		rl.requests.WithLabelValues(rl.route, strconv.Itoa(status)).Inc()
 	}
 	rl.log.Info("request", append([]any{"method", rl.method, "path", rl.path, "status", status,
 		"bytes", bytes, "duration", time.Since(rl.start)}, attrs...)...)

@@ -1058,3 +1058,26 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 		exec.Command("mount", "-o", "remount,rw", dir).Run()
 	}
 }
+
+// TestRequestMetrics proves the metrics an operator alerts on: requests by route and
+// status (a follower's once it ends), and refusals by limit.
+func TestRequestMetrics(t *testing.T) {
+	ts := newTestServer(t, Config{MaxFollowers: 1}, file.Options{MaxStreamSize: 4})
+	call(t, http.MethodPut, ts.streamURL("m"), nil)
+	call(t, http.MethodPost, ts.streamURL("m"), strings.NewReader("too large"))
+	call(t, http.MethodGet, ts.url+"/v1/stream/nope?offset=-1", nil)
+	call(t, http.MethodGet, ts.url+"/metrics", nil)
+	_, body := call(t, http.MethodGet, ts.url+"/metrics", nil)
+	for _, want := range []string{
+		`sluice_requests_total{code="201",route="streams"} 1`,
+		`sluice_requests_total{code="413",route="streams"} 1`,
+		`sluice_requests_total{code="404",route="durable"} 1`,
+		`sluice_requests_total{code="200",route="metrics"} 1`,
+		`sluice_refused_total{code="413"} 1`,
+		`sluice_refused_total{code="429"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

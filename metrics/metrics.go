@@ -1,5 +1,6 @@
 // Package metrics counts what the domain does in Prometheus collectors, named
-// sluice_*: the Archiver's uploads (the HTTP server keeps its own, in package http).
+// sluice_*: the Archiver's uploads, the file store's fsyncs (the HTTP server keeps its
+// own, in package http).
 // The root package knows only its small interfaces (sluice.ArchiverMetrics), so that it
 // depends on no metrics library.
 package metrics
@@ -65,3 +66,21 @@ func (m *Archiver) Succeeded(size int64, took time.Duration) {
 
 // Queued sets the length of the queue.
 func (m *Archiver) Queued(n int) { m.queue.Set(float64(n)) }
+
+// Store counts a file store's fsyncs: sluice_fsync_seconds.
+type Store struct {
+	fsync prometheus.Histogram
+}
+
+// NewStore returns a store's metrics, registered on reg.
+func NewStore(reg prometheus.Registerer) *Store {
+	m := &Store{fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sluice_fsync_seconds", Help: "Time to fsync a stream's bytes.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})}
+	reg.MustRegister(m.fsync)
+	return m
+}
+
+// Fsynced observes an fsync.
+func (m *Store) Fsynced(took time.Duration) { m.fsync.Observe(took.Seconds()) }
