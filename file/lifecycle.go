@@ -215,7 +215,45 @@ func (s *Store) sweepLoop() {
 			return
 		case <-t.C:
 			s.sweep(time.Now())
+			if s.opts.IdleClose > 0 {
+				s.closeIdle(time.Now())
+			}
 		}
+	}
+}
+
+// closeIdle closes the open streams that nobody wrote to for IdleClose (their data
+// file's modification time tells when the last byte came), as busl expired its
+// streams after an hour: they are archived then like any closed stream.
+func (s *Store) closeIdle(now time.Time) {
+	dirs, err := filepath.Glob(s.path("streams", "*", "*"))
+	if err != nil {
+		return
+	}
+	var idle []string
+	for _, d := range dirs {
+		if exists(filepath.Join(d, "closed")) || exists(filepath.Join(d, "deleted")) {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(d, "data"))
+		if err != nil || now.Sub(fi.ModTime()) < s.opts.IdleClose {
+			continue
+		}
+		if m, err := readMeta(d); err == nil {
+			idle = append(idle, m.Key)
+		}
+	}
+	for _, key := range idle {
+		h, err := s.Open(context.Background(), key)
+		if err != nil {
+			continue
+		}
+		if _, err := h.Close(context.Background()); err != nil {
+			s.log.Warn("close an idle stream", "key", key, "err", err)
+		} else {
+			s.log.Info("idle stream closed", "key", key, "idle_for", s.opts.IdleClose)
+		}
+		h.Release()
 	}
 }
 

@@ -64,6 +64,9 @@ type Options struct {
 	// TailSize is how many recent bytes of a followed stream are kept in memory for its
 	// followers; 0 means DefaultTailSize.
 	TailSize int
+	// IdleClose, if positive, closes the open streams that nobody wrote to for that long
+	// (at the sweep), so that they are archived and their producers' slots freed.
+	IdleClose time.Duration
 	// SweepInterval is how often streams past their expiry (sluice.Config's TTL and
 	// ExpiresAt) are deleted when nobody asks for them (1m); every access checks too.
 	SweepInterval time.Duration

@@ -1109,3 +1109,31 @@ func TestDiskBytes(t *testing.T) {
 		t.Fatalf("DiskBytes of the store opened again = %d, want 3", n)
 	}
 }
+
+// TestIdleClose proves "open streams nobody writes to for --idle-close are closed (and
+// so archived)": a stream left alone is closed at a sweep, and the Archiver is told of
+// it; one written to all along stays open.
+func TestIdleClose(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{IdleClose: 300 * time.Millisecond, SweepInterval: 50 * time.Millisecond})
+	_, cursor, _ := s.ClosedSince(0)
+	create(t, s, "quiet")
+	create(t, s, "busy")
+	busy := open(t, s, "busy")
+	deadline := time.Now().Add(10 * time.Second)
+	for off := int64(0); ; off++ {
+		mustAppend(t, busy, off, []byte("x"))
+		if open(t, s, "quiet").Info().Closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream nobody wrote to is still open")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if busy.Info().Closed {
+		t.Fatal("the stream written to all along was closed")
+	}
+	if keys, _, _ := s.ClosedSince(cursor); !slices.Contains(keys, "quiet") {
+		t.Fatalf("the Archiver was not told of the idle close: %q", keys)
+	}
+}

@@ -422,10 +422,38 @@ func (s *Store) sweep(ctx context.Context) error {
 			continue
 		}
 		var m meta
-		if json.Unmarshal(e.Value(), &m) != nil || m.Deleted || !expired(m, s.accessOf(m.Key), time.Now()) {
+		if json.Unmarshal(e.Value(), &m) != nil || m.Deleted {
 			continue
 		}
-		s.expire(ctx, m.Key, m, e.Revision())
+		if expired(m, s.accessOf(m.Key), time.Now()) {
+			s.expire(ctx, m.Key, m, e.Revision())
+		} else if s.opts.IdleClose > 0 {
+			s.closeIdle(ctx, m)
+		}
 	}
 	return ctx.Err()
+}
+
+// closeIdle closes the stream of m if it is open and its last message is older than
+// IdleClose: nobody wrote to it for that long.
+func (s *Store) closeIdle(ctx context.Context, m meta) {
+	last, err := s.js1.GetLastMsgForSubject(ctx, s.subject(m.Key, m.Version))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		if time.Since(m.Created) < s.opts.IdleClose {
+			return // new, and empty
+		}
+	case err != nil || last.Header.Get(hdrClose) != "" || time.Since(last.Time) < s.opts.IdleClose:
+		return
+	}
+	h, err := s.Open(ctx, m.Key)
+	if err != nil {
+		return
+	}
+	defer h.Release()
+	if _, err := h.Close(ctx); err != nil {
+		s.log.Warn("nats store: close an idle stream", "key", m.Key, "err", err)
+		return
+	}
+	s.log.Info("nats store: idle stream closed", "key", m.Key, "idle_for", s.opts.IdleClose)
 }

@@ -80,8 +80,11 @@ type Options struct {
 	MaxOpenStreams int
 	// TailSize is how many recent bytes of a followed stream are kept in memory (1 MiB).
 	TailSize int
-	// SweepInterval is how often the streams past their expiry are looked for and
-	// deleted (1m); every Open checks too.
+	// IdleClose, if positive, closes the open streams that nobody wrote to for that
+	// long, at the sweep.
+	IdleClose time.Duration
+	// SweepInterval is how often the streams past their expiry (and idle ones) are
+	// looked for (1m); every Open checks expiry too.
 	SweepInterval time.Duration
 	// RequestTimeout bounds one request to JetStream (2s). Requests are retried within
 	// the caller's context, since a stream without a leader drops them silently.

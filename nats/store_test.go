@@ -415,3 +415,27 @@ func TestReady(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestIdleClose proves idle streams are closed in cluster mode too: a stream nobody
+// writes to is closed by the sweep, and one written to all along stays open.
+func TestIdleClose(t *testing.T) {
+	s := newStore(t, shared, Options{IdleClose: 400 * time.Millisecond, SweepInterval: 100 * time.Millisecond})
+	quiet, busy := newKey(t), newKey(t)
+	create(t, s, quiet)
+	create(t, s, busy)
+	hb := open(t, s, busy)
+	deadline := time.Now().Add(failAfter)
+	for off := int64(0); ; off++ {
+		mustAppend(t, hb, off, []byte("x"))
+		if open(t, s, quiet).Info().Closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream nobody wrote to is still open")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if open(t, s, busy).Info().Closed {
+		t.Fatal("the stream written to all along was closed")
+	}
+}
