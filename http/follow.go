@@ -120,12 +120,12 @@ type follower struct {
 	binary   bool                                        // durable-sse: bytes go as base64
 }
 
-// hijackFollower takes the connection of w and serves f on it, on a goroutine that the
-// Fanout owns (so that a shutdown waits for it, and closes its connection after the
-// grace), which frees the request's goroutine and net/http's buffers while the
-// follower waits. It reports whether the follower owns st (and releases it). An HTTP/2
-// request's connection carries other requests and cannot be taken: its follower is
-// served through the ResponseWriter, in the request's goroutine, before it returns.
+// hijackFollower takes the connection of w and serves f on it: the Fanout owns the
+// follower (a shutdown waits for it, and closes its connection after the grace), and
+// parks it while it waits, without a goroutine, which frees the request's goroutine and
+// net/http's buffers. It reports whether the follower owns st (and releases it). An
+// HTTP/2 request's connection carries other requests and cannot be taken: its follower
+// is served through the ResponseWriter, in the request's goroutine, before it returns.
 func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follower) bool {
 	s.metrics.followers.WithLabelValues(f.kind).Inc()
 	hold := s.fan.Hold() // before the hijack, while http.Server.Shutdown still waits for it
@@ -137,7 +137,7 @@ func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follo
 			f.lost(err)
 			return false
 		}
-		f.run(r.Context(), wi) // which releases st when it ends
+		f.run(r.Context(), wi)
 		return true
 	}
 	wi, err := fanout.Hijack(w, r, s.cfg.WriteTimeout, flushed, sent)
@@ -146,9 +146,18 @@ func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follo
 		f.lost(err)
 		return false
 	}
-	s.fan.Go(wi.Conn(), func() {
+	t, err := f.transport(wi)
+	if err != nil {
 		defer hold()
-		f.run(context.Background(), wi)
+		f.stop(wi, nil, fanout.OutcomeGone, f.off)
+		return true
+	}
+	s.fan.Serve(&fanout.Follower{
+		Member: f.m, Stream: f.st, Transport: t, Wire: wi, Off: f.off, End: f.end, Follow: f.follow,
+		Finish: func(o fanout.Outcome, reached int64) {
+			defer hold()
+			f.stop(wi, t, o, reached)
+		},
 	})
 	return true
 }
@@ -160,25 +169,30 @@ func (f *follower) lost(err error) {
 	f.done(http.StatusOK, 0, "outcome", "lost", "err", err)
 }
 
-// run follows the stream until ctx is done, and ends the response as the outcome says.
+// run follows the stream until ctx is done, in the request's goroutine (HTTP/2).
 func (f *follower) run(ctx context.Context, wi *fanout.Wire) {
-	s := f.s
-	start := time.Now()
-	defer f.st.Release()
-	defer f.m.Leave()
-	defer s.metrics.followers.WithLabelValues(f.kind).Dec()
 	t, err := f.transport(wi)
 	if err != nil {
-		wi.Abort()
-		f.done(http.StatusOK, wi.Sent(), "outcome", "gone", "follow_duration", time.Since(start))
+		f.stop(wi, nil, fanout.OutcomeGone, f.off)
 		return
 	}
-	outcome, reached := s.fan.Follow(ctx, f.m, f.st, t, f.off, f.end, f.follow)
-	f.finish(wi, t, outcome)
+	outcome, reached := f.s.fan.Follow(ctx, f.m, f.st, t, f.off, f.end, f.follow)
+	f.stop(wi, t, outcome, reached)
+}
+
+// stop ends the response as the outcome says, logs the request and releases what the
+// follower holds; the deferred calls run even when an HTTP/2 Abort panics.
+func (f *follower) stop(wi *fanout.Wire, t fanout.Transport, outcome fanout.Outcome, reached int64) {
+	defer f.st.Release()
+	defer f.m.Leave()
+	defer f.s.metrics.followers.WithLabelValues(f.kind).Dec()
+	defer func() {
+		f.done(http.StatusOK, wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
+	}()
 	if outcome == fanout.OutcomeStalled {
-		s.metrics.slowDropped.Inc()
+		f.s.metrics.slowDropped.Inc()
 	}
-	f.done(http.StatusOK, wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
+	f.finish(wi, t, outcome)
 }
 
 // transport starts the follower's response body in its framing.

@@ -387,6 +387,9 @@ func TestIdleFollowersCostLittle(t *testing.T) {
 	if perHeap >= float64(bound) {
 		t.Errorf("an idle follower costs %.0f bytes of heap; want < %d KiB", perHeap, bound>>10)
 	}
+	if g-baseG > n/100 {
+		t.Errorf("%d idle followers added %d goroutines; want them parked, without one each", n, g-baseG)
+	}
 	if v := resMetric(t, ts.url, "sluice_followers"); v != n {
 		t.Errorf("sluice_followers = %v after the followers went idle; want %d", v, n)
 	}

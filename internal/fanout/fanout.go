@@ -41,9 +41,14 @@ type Fanout struct {
 	mu        sync.Mutex
 	followers int
 	keys      map[string]*keyState
-	conns     map[net.Conn]struct{} // of followers on goroutines of the Fanout's own
-	owned     sync.WaitGroup        // those goroutines
+	conns     map[net.Conn]struct{}  // of followers on goroutines of the Fanout's own (Go)
+	served    map[*Follower]struct{} // followers of Serve, running or parked
+	owned     sync.WaitGroup         // those goroutines and followers, and the holders of Hold
 	killed    bool
+
+	hubsMu  sync.Mutex
+	hubs    map[string]*hub // the parked followers, by stream key (hub.go)
+	hubRuns sync.WaitGroup  // the hubs' goroutines
 }
 
 // keyState is what the Fanout knows of one stream's followers.
@@ -54,7 +59,8 @@ type keyState struct {
 
 // New returns a Fanout with no followers.
 func New(cfg Config) *Fanout {
-	f := &Fanout{cfg: cfg, keys: make(map[string]*keyState), conns: make(map[net.Conn]struct{})}
+	f := &Fanout{cfg: cfg, keys: make(map[string]*keyState), conns: make(map[net.Conn]struct{}),
+		served: make(map[*Follower]struct{}), hubs: make(map[string]*hub)}
 	f.drain, f.stopDrain = context.WithCancel(context.Background())
 	f.kill, f.stopKill = context.WithCancel(context.Background())
 	f.turns.stop = f.drain.Done()
@@ -121,11 +127,12 @@ func (f *Fanout) Followers() int {
 // OutcomeEnded); later followers are not affected.
 func (f *Fanout) End(key string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if ks := f.keys[key]; ks != nil {
 		close(ks.ended)
 		ks.ended = make(chan struct{})
 	}
+	f.mu.Unlock()
+	f.endHub(key)
 }
 
 // Drain ends every follower (Follow returns OutcomeDrained), as a shutdown begins.
@@ -174,7 +181,7 @@ func (f *Fanout) Killed() context.Context { return f.kill }
 // grace period ran out.
 func (f *Fanout) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
-	go func() { f.owned.Wait(); close(done) }()
+	go func() { f.owned.Wait(); f.hubRuns.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -184,6 +191,11 @@ func (f *Fanout) Shutdown(ctx context.Context) error {
 	f.killed = true
 	for c := range f.conns {
 		c.Close()
+	}
+	for fl := range f.served {
+		if c := fl.Wire.Conn(); c != nil {
+			c.Close()
+		}
 	}
 	f.mu.Unlock()
 	f.stopKill()

@@ -60,17 +60,10 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 		idle = timer.C
 	}
 	for {
-		next, info, changed, err := f.catchUp(ctx, m, st, t, off, end, follow)
+		o, next, changed, done := f.step(ctx, m, st, t, off, end, follow)
 		off = next
-		switch {
-		case errors.Is(err, sluice.ErrNotFound):
-			return OutcomePurged, off
-		case err != nil:
-			return f.failed(m, err), off
-		case info.Closed && next >= info.Length:
-			return OutcomeClosed, off
-		case end >= 0 && next >= end, !follow && next >= info.Length:
-			return OutcomeCaughtUp, off
+		if done {
+			return o, off
 		}
 		// The idle timer ticks whether or not bytes went out (the transport knows when it
 		// last wrote), which spares a timer reset per write. A drain releases every waiter
@@ -92,6 +85,24 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 			return OutcomeGone, off
 		}
 	}
+}
+
+// step sends what is stored from off on, and tells whether following is over (done,
+// with its outcome) or where to wait from: the new offset and the channel that tells
+// of the stream's next change.
+func (f *Fanout) step(ctx context.Context, m *Member, st sluice.Stream, t Transport, off, end int64, follow bool) (o Outcome, next int64, changed <-chan struct{}, done bool) {
+	next, info, changed, err := f.catchUp(ctx, m, st, t, off, end, follow)
+	switch {
+	case errors.Is(err, sluice.ErrNotFound):
+		return OutcomePurged, next, nil, true
+	case err != nil:
+		return f.failed(m, err), next, nil, true
+	case info.Closed && next >= info.Length:
+		return OutcomeClosed, next, nil, true
+	case end >= 0 && next >= end, !follow && next >= info.Length:
+		return OutcomeCaughtUp, next, nil, true
+	}
+	return 0, next, changed, false
 }
 
 // failed tells why a catch-up failed with err.

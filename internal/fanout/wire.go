@@ -33,6 +33,9 @@ type Wire struct {
 	rw      http.ResponseWriter      // instead of conn, for HTTP/2
 	rc      *http.ResponseController // rw's
 	ctx     context.Context          // rw's request's: done once the client is gone
+	parked  bool                     // Flush never waits (see Park)
+	rest    *[]byte                  // a parked Flush's output the socket did not take...
+	restAt  int                      // ...from this index on
 	chunked bool
 	timeout time.Duration
 	out     *[]byte
@@ -131,14 +134,20 @@ func (w *Wire) Alive() bool {
 }
 
 // Flush sends the pending output as one chunk in one write, under the write deadline, and
-// gives the buffer back.
+// gives the buffer back. A parked Wire (see Park) never waits: what the socket does not
+// take at once stays pending (Pending), and goes first at the next Flush.
 func (w *Wire) Flush() error {
+	if w.rest != nil {
+		if err := w.flushRest(); err != nil || w.rest != nil {
+			return err // still pending: the output after it waits too
+		}
+	}
 	if w.out == nil {
 		return nil
 	}
 	b := *w.out
-	defer w.release()
 	if len(b) == chunkRoom {
+		w.release()
 		return nil
 	}
 	start := 0
@@ -148,15 +157,72 @@ func (w *Wire) Flush() error {
 		start = chunkRoom - len(h)
 		copy(b[start:], h)
 		b = append(b, '\r', '\n')
+		*w.out = b
 	} else {
 		start = chunkRoom
 	}
+	n, err := w.send(b[start:])
+	if w.parked && err == nil && start+n < len(b) {
+		w.rest, w.restAt, w.out = w.out, start+n, nil // the buffer goes with what is left of it
+		return nil
+	}
+	w.release()
+	return err
+}
+
+// flushRest sends what a parked Flush left pending: all of it, or, parked, what the
+// socket takes at once.
+func (w *Wire) flushRest() error {
+	b := (*w.rest)[w.restAt:]
+	n, err := w.send(b)
+	if err == nil && n < len(b) && w.parked {
+		w.restAt += n
+		return nil
+	}
+	out := w.out
+	w.out = w.rest
+	w.release()
+	w.out, w.rest = out, nil
+	return err
+}
+
+// send writes b (without waiting, when parked), counting what went out.
+func (w *Wire) send(b []byte) (int, error) {
 	now := time.Now()
-	n, err := w.write(b[start:])
+	var n int
+	var err error
+	if w.parked {
+		n, err = w.try(b)
+	} else {
+		n, err = w.write(b)
+	}
 	w.flushed.Observe(time.Since(now).Seconds())
 	w.sent.Add(float64(n))
 	w.total += int64(n)
-	return err
+	return n, err
+}
+
+// Parkable reports whether the Wire can write without waiting, so that its follower can
+// wait parked, without a goroutine (a hijacked plain TCP connection).
+func (w *Wire) Parkable() bool { return w.raw != nil && w.rw == nil }
+
+// Park makes Flush never wait (parked), or wait again (not parked). Only a Parkable
+// Wire may be parked.
+func (w *Wire) Park(parked bool) { w.parked = parked }
+
+// Pending reports whether output waits that the socket did not take.
+func (w *Wire) Pending() bool { return w.rest != nil }
+
+// try writes what the socket takes of b at once.
+func (w *Wire) try(b []byte) (int, error) {
+	w.pending = b
+	err := w.raw.Write(w.tryFn)
+	n := w.written
+	w.pending = nil
+	if err == nil {
+		err = w.writeErr
+	}
+	return n, err
 }
 
 // write sends b. It first tries without waiting, which is how nearly every write to a
@@ -173,13 +239,8 @@ func (w *Wire) write(b []byte) (int, error) {
 	}
 	n := 0
 	if w.raw != nil {
-		w.pending = b
-		err := w.raw.Write(w.tryFn)
-		n, w.pending = w.written, nil
-		if err == nil {
-			err = w.writeErr
-		}
-		if err != nil || n == len(b) {
+		var err error
+		if n, err = w.try(b); err != nil || n == len(b) {
 			return n, err
 		}
 	}
@@ -218,6 +279,10 @@ func (w *Wire) End() {
 // Abort cuts the response short: the client sees it incomplete and resumes by offset.
 func (w *Wire) Abort() {
 	w.release()
+	if w.rest != nil {
+		w.out, w.rest = w.rest, nil
+		w.release()
+	}
 	if w.rw != nil {
 		panic(http.ErrAbortHandler)
 	}
