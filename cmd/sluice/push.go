@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,16 +15,20 @@ import (
 	"github.com/sluicehq/sluice/client"
 )
 
-const pushUsage = `Usage: sluice push [flags] URL [FILE|-]
+// pushCmd is sluice push.
+type pushCmd struct {
+	Client     clientFlags `embed:"" set:"connect_timeout=5s" set:"log_default=none"`
+	Writer     writerFlags `embed:"" set:"retry=10" set:"upload_timeout=0s" set:"upload_timeout_note=; 0 for no limit"`
+	NoProgress bool        `help:"No progress line, even on a terminal."`
 
-Publishes FILE, or stdin when FILE is - or missing, to the stream at URL, then closes the
-stream and waits until the server has confirmed every byte. Input is spooled to a local
-file first and sent in the background: a dropped connection or a server restart is
-resumed where the server's copy ends, without losing or repeating a byte. Stdin is
-published as it arrives, so followers see a live stream (some-job | sluice push URL).
+	URL  string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
+	File string `arg:"" optional:"" help:"The file to publish; stdin when it is - or left out."`
+}
 
-On a terminal, a progress line shows the bytes the server has confirmed, the rate, and
-for a file the time left; otherwise sluice push prints nothing unless it fails.
+func (pushCmd) Help() string {
+	return `Publishes FILE, or stdin when FILE is - or missing, to the stream at URL, then closes the stream and waits until the server has confirmed every byte. Input is spooled to a local file first and sent in the background: a dropped connection or a server restart is resumed where the server's copy ends, without losing or repeating a byte. Stdin is published as it arrives, so followers see a live stream (some-job | sluice push URL).
+
+On a terminal, a progress line shows the bytes the server has confirmed, the rate, and for a file the time left; otherwise sluice push prints nothing unless it fails.
 
 Exit status:
   0         the stream is closed with every byte, confirmed by the server
@@ -38,70 +41,34 @@ Exit status:
 Examples:
   sluice push https://sluice.example.com/streams/app/releases/v1.2/notes release-notes.md
   make 2>&1 | sluice push "$STREAM_URL"
-  sluice push --retry 0 --upload-timeout 10m "$STREAM_URL" big.log
-
-Flags:
-`
-
-// pushConfig is what sluice push is told by flags and environment.
-type pushConfig struct {
-	clientConfig
-	writerConfig
-	noProgress bool
+  sluice push --retry 0 --upload-timeout 10m "$STREAM_URL" big.log`
 }
 
-func pushFlags(stderr io.Writer) (*flag.FlagSet, *pushConfig) {
-	c := &pushConfig{}
-	fs := flag.NewFlagSet("push", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, pushUsage); printDefaults(stderr, fs) }
-	c.clientConfig.register(fs, 10, logOff) // retries would break the progress line
-	c.writerConfig.register(fs, 0, "; 0 for no limit")
-	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress line, even on a terminal")
-	return fs, c
+func (c *pushCmd) Validate() error {
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("bad URL %q: want http(s)://host/streams/key", newScrubber(c.URL).url)
+	}
+	if err := c.Client.validate(); err != nil {
+		return err
+	}
+	return c.Writer.validate()
 }
 
-func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := pushFlags(stderr)
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return err
+func (c *pushCmd) Run(ctx context.Context, con *console) error {
+	sc := newScrubber(c.URL)
+	in, size, closeIn, err := openInput(c.File)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
-		return usageError{fmt.Errorf("push: want URL [FILE|-], got %d arguments", fs.NArg())}
-	}
-	if err := c.clientConfig.check(); err != nil {
-		return err
-	}
-	if err := c.writerConfig.check(); err != nil {
-		return err
-	}
-	rawURL, name := fs.Arg(0), fs.Arg(1)
-	sc := newScrubber(rawURL)
-	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageError{fmt.Errorf("push: bad URL %q: want http(s)://host/streams/key", sc.url)}
-	}
-
-	in, size := io.Reader(os.Stdin), int64(-1)
-	if name != "" && name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-		defer f.Close()
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
-		}
-		in = f
-	}
-
-	log, closeLog, err := c.logger(stderr, logOff, sc)
+	defer closeIn()
+	log, closeLog, err := c.Client.logger(con.stderr, logOff, sc)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	hc := c.httpClient()
+	hc := c.Client.httpClient()
 	defer hc.CloseIdleConnections()
-	w, err := client.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), hc, c.header(), log, nil))
+	w, err := client.NewWriter(c.URL, c.Writer.options(hc, c.Client.header(), log))
 	if err != nil {
 		return errors.New(sc.line(fmt.Sprintf("push: %v", err)))
 	}
@@ -110,36 +77,12 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	interrupted := onInterrupt(ctx, abort)
-
 	var bar *progress
-	if !c.noProgress && isTerminal(stderr) {
-		bar = startProgress(stderr, w, size)
+	if !c.NoProgress && isTerminal(con.stderr) {
+		bar = startProgress(con.stderr, w, size)
 	}
-	// The input is read in a goroutine of its own: a read of stdin cannot be interrupted.
 	var read atomic.Int64
-	copied := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := in.Read(buf)
-			if n > 0 {
-				if _, err := w.Write(buf[:n]); err != nil {
-					copied <- nil // the Writer gave up: Close says why
-					return
-				}
-				read.Add(int64(n))
-				bar.setRead(read.Load())
-			}
-			if err == io.EOF {
-				copied <- nil
-				return
-			}
-			if err != nil {
-				copied <- fmt.Errorf("push: reading %s: %w", inputName(name), err)
-				return
-			}
-		}
-	}()
+	copied := copyInput(in, inputName(c.File), w, &read, bar)
 	var readErr error
 	select {
 	case readErr = <-copied:
@@ -148,9 +91,9 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeCtx := abortCtx
 	if readErr != nil {
 		abort() // a partial input must not close the stream
-	} else if c.uploadTimeout > 0 {
+	} else if c.Writer.UploadTimeout > 0 {
 		var stop context.CancelFunc
-		closeCtx, stop = context.WithTimeoutCause(abortCtx, c.uploadTimeout, fmt.Errorf("--upload-timeout (%v) passed", c.uploadTimeout))
+		closeCtx, stop = context.WithTimeoutCause(abortCtx, c.Writer.UploadTimeout, fmt.Errorf("--upload-timeout (%v) passed", c.Writer.UploadTimeout))
 		defer stop()
 	}
 	err = w.CloseContext(closeCtx)
@@ -170,6 +113,52 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("pushed", "bytes", w.Acked())
 	return nil
+}
+
+// openInput opens the file to push, or stdin for "-" or "", and returns its size when
+// it is a regular file (else -1).
+func openInput(name string) (in io.Reader, size int64, closeIn func(), err error) {
+	if name == "" || name == "-" {
+		return os.Stdin, -1, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	size = -1
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	return f, size, func() { f.Close() }, nil
+}
+
+// copyInput copies in to w in a goroutine of its own, since a read of stdin cannot be
+// interrupted, counting the bytes read. The channel gets nil at the end of the input
+// or when w gives up (its Close says why), or the read error.
+func copyInput(in io.Reader, name string, w *client.Writer, read *atomic.Int64, bar *progress) <-chan error {
+	copied := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil {
+					copied <- nil
+					return
+				}
+				bar.setRead(read.Add(int64(n)))
+			}
+			if err == io.EOF {
+				copied <- nil
+				return
+			}
+			if err != nil {
+				copied <- fmt.Errorf("push: reading %s: %w", name, err)
+				return
+			}
+		}
+	}()
+	return copied
 }
 
 func inputName(name string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,11 +16,18 @@ import (
 	"github.com/sluicehq/sluice/client"
 )
 
-const tailUsage = `Usage: sluice tail [flags] URL
+// tailCmd is sluice tail.
+type tailCmd struct {
+	Client     clientFlags `embed:"" set:"connect_timeout=5s" set:"log_default=warn"`
+	Retry      int         `default:"0" placeholder:"N" help:"Failed attempts to connect in a row before giving up on the server; 0 for no limit."`
+	FromOffset int64       `default:"0" placeholder:"OFFSET" help:"Start at byte OFFSET of the stream."`
+	NoFollow   bool        `help:"Write what the stream holds now and exit, instead of following it."`
 
-Writes the stream at URL to stdout, byte for byte, and follows it live until it is
-closed. A dropped connection or a server restart is resumed where it left off, so every
-byte is written once and in order.
+	URL string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
+}
+
+func (tailCmd) Help() string {
+	return `Writes the stream at URL to stdout, byte for byte, and follows it live until it is closed. A dropped connection or a server restart is resumed where it left off, so every byte is written once and in order.
 
 Exit status:
   0         the stream is closed and every byte was written (with --no-follow: every
@@ -34,58 +40,34 @@ Exit status:
 Examples:
   sluice tail https://sluice.example.com/streams/app/builds/42
   sluice tail --from-offset 1048576 "$STREAM_URL" | grep -i error
-  sluice tail --no-follow "$STREAM_URL" > build.log
-
-Flags:
-`
-
-// tailConfig is what sluice tail is told by flags and environment.
-type tailConfig struct {
-	clientConfig
-	fromOffset int64
-	noFollow   bool
+  sluice tail --no-follow "$STREAM_URL" > build.log`
 }
 
-func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailConfig) {
-	c := &tailConfig{}
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, tailUsage); printDefaults(stderr, fs) }
-	c.clientConfig.register(fs, 0, slog.LevelWarn) // reconnections explain a pause
-	fs.Int64Var(&c.fromOffset, "from-offset", 0, "start at byte `offset` N of the stream")
-	fs.BoolVar(&c.noFollow, "no-follow", false, "write what the stream holds now and exit, instead of following it")
-	return fs, c
+func (c *tailCmd) Validate() error {
+	switch {
+	case c.Retry < 0:
+		return fmt.Errorf("--retry %d: want 0 or more", c.Retry)
+	case c.FromOffset < 0:
+		return fmt.Errorf("--from-offset %d: want 0 or more", c.FromOffset)
+	}
+	return c.Client.validate()
 }
 
-func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := tailFlags(stderr)
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("tail: want one URL, got %d arguments", fs.NArg())}
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	if c.fromOffset < 0 {
-		return usageError{fmt.Errorf("--from-offset %d: want 0 or more", c.fromOffset)}
-	}
-	rawURL := fs.Arg(0)
-	sc := newScrubber(rawURL)
-	log, closeLog, err := c.logger(stderr, slog.LevelWarn, sc)
+func (c *tailCmd) Run(ctx context.Context, con *console) error {
+	sc := newScrubber(c.URL)
+	log, closeLog, err := c.Client.logger(con.stderr, slog.LevelWarn, sc)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	hc := c.httpClient()
+	hc := c.Client.httpClient()
 	defer hc.CloseIdleConnections()
-	r := client.NewReader(rawURL, client.ReaderOptions{
+	r := client.NewReader(c.URL, client.ReaderOptions{
 		Client:      hc,
-		Header:      c.header(),
-		Offset:      c.fromOffset,
-		NoFollow:    c.noFollow,
-		MaxAttempts: c.retry,
+		Header:      c.Client.header(),
+		Offset:      c.FromOffset,
+		NoFollow:    c.NoFollow,
+		MaxAttempts: c.Retry,
 		Logger:      log,
 	})
 	defer r.Close()
@@ -95,7 +77,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if _, err := stdout.Write(buf[:n]); err != nil {
+			if _, err := con.stdout.Write(buf[:n]); err != nil {
 				if s := interrupted(); s != nil {
 					return s
 				}
