@@ -21,7 +21,8 @@ const logOff = slog.LevelError + 4
 
 // clientFlags are the flags that sluice run, push and tail share: how to reach the
 // server, and where their own logs go. They are busltee's, with the same meaning. Their
-// defaults are each command's: connect_timeout and log_default are set by its embed tag.
+// defaults are each command's (busltee's for run): connect_timeout and log_default are
+// set by its embed tag.
 type clientFlags struct {
 	Insecure       bool        `short:"k" help:"Skip the verification of the server's TLS certificate."`
 	ConnectTimeout seconds     `default:"${connect_timeout}" placeholder:"TIME" help:"Longest time to connect to the server: a duration (5s, 500ms) or, as busltee's, seconds (5, 0.5)."`
@@ -104,8 +105,8 @@ func (c *clientFlags) header() http.Header {
 // writerFlags are the flags of the commands that publish (run and push). Their defaults
 // are each command's, set by its embed tag.
 type writerFlags struct {
-	Retry         int           `default:"${retry}" placeholder:"N" help:"Failed attempts (connections, requests) in a row before giving up on the server; 0 for no limit."`
-	StreamRetry   int           `default:"0" placeholder:"N" help:"busltee's budget of reconnections after a lost connection; Sluice counts them with --retry's attempts, and the larger of the two applies."`
+	Retry         int           `default:"${retry}" placeholder:"N" help:"Retries of a failed attempt (a connection, a request) in a row before giving up on the server, as busltee's --retry: 0 tries once."`
+	StreamRetry   int           `default:"${stream_retry}" placeholder:"N" help:"busltee's retries after a lost connection; Sluice counts them with --retry's, and the larger of the two applies."`
 	UploadTimeout time.Duration `default:"${upload_timeout}" placeholder:"TIME" help:"Longest time to wait for the upload to finish${upload_timeout_note}."`
 	SpoolDir      string        `placeholder:"DIR" help:"Directory of the spool file that holds the output until the server has it (default $$TMPDIR or /tmp)."`
 }
@@ -123,14 +124,14 @@ func (c *writerFlags) validate() error {
 }
 
 // options returns the Writer's options. The Writer has one budget of consecutive failed
-// attempts; busltee had one for connecting (--retry) and one for reconnecting
-// (--stream-retry): the larger applies.
+// attempts; busltee had retries for connecting (--retry) and for reconnecting
+// (--stream-retry): the larger applies, after the first attempt.
 func (c *writerFlags) options(hc *http.Client, h http.Header, log *slog.Logger) client.WriterOptions {
 	return client.WriterOptions{
 		Client:      hc,
 		Header:      h,
 		SpoolDir:    c.SpoolDir,
-		MaxAttempts: max(c.Retry, c.StreamRetry),
+		MaxAttempts: 1 + max(c.Retry, c.StreamRetry),
 		Logger:      log,
 	}
 }

@@ -18,7 +18,7 @@ import (
 // pushCmd is sluice push.
 type pushCmd struct {
 	Client     clientFlags `embed:"" set:"connect_timeout=5s" set:"log_default=none"`
-	Writer     writerFlags `embed:"" set:"retry=10" set:"upload_timeout=0s" set:"upload_timeout_note=; 0 for no limit"`
+	Writer     writerFlags `embed:"" set:"retry=10" set:"stream_retry=0" set:"upload_timeout=0s" set:"upload_timeout_note=; 0 for no limit"`
 	NoProgress bool        `help:"No progress line, even on a terminal."`
 
 	URL  string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
@@ -32,7 +32,7 @@ On a terminal, a progress line shows the bytes the server has confirmed, the rat
 
 Exit status:
   0         the stream is closed with every byte, confirmed by the server
-  1         not delivered: the server could not be reached in --retry attempts in a row,
+  1         not delivered: the server could not be reached in 1 + --retry attempts in a row,
             refused the stream (for one, closed with other bytes), or --upload-timeout
             passed; or the input could not be read
   2         bad flags or arguments

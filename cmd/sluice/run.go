@@ -18,8 +18,8 @@ import (
 
 // runCmd is sluice run: busltee's successor.
 type runCmd struct {
-	Client    clientFlags   `embed:"" set:"connect_timeout=5s" set:"log_default=none"`
-	Writer    writerFlags   `embed:"" set:"retry=0" set:"upload_timeout=30s" set:"upload_timeout_note=; 0 waits as long as it takes"`
+	Client    clientFlags   `embed:"" set:"connect_timeout=1s" set:"log_default=none"`
+	Writer    writerFlags   `embed:"" set:"retry=5" set:"stream_retry=60" set:"upload_timeout=30s" set:"upload_timeout_note=; 0 waits as long as it takes"`
 	KillGrace time.Duration `default:"2s" placeholder:"TIME" help:"Time between SIGTERM and SIGKILL to what is left of the command's process group once it has ended."`
 
 	URL     string   `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
@@ -31,7 +31,7 @@ func (runCmd) Help() string {
 
 Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded, every one, to the command's process group. When the command ends, what is left of its process group (background children) gets SIGTERM, then SIGKILL after --kill-grace.
 
-sluice run replaces busl's busltee: busltee's flags are accepted with the same meaning, and may also come after URL. URLs are logged without their query strings.
+sluice run replaces busl's busltee: busltee's flags are accepted with the same meaning and defaults (--retry 5, --stream-retry 60, --connect-timeout 1), as --flag value or --flag=value, and may also come after URL. So the upload gives up once 61 attempts in a row have failed (about five minutes of a server that cannot be reached); the command runs on all the same. URLs are logged without their query strings.
 
 Exit status:
   the command's   it exited with a status (0-255); 128+N if it was killed by signal N

@@ -883,11 +883,17 @@ func TestParseRunArgs(t *testing.T) {
 			t.Errorf("%q: flags not set as given: %+v", tt.args, c.Run)
 		}
 	}
-	// The environment, and the command line over it.
+	// busltee's defaults.
 	clearEnv(t)
+	c, err := parseArgs(t, "run", "U", "x")
+	if err != nil || c.Run.Writer.Retry != 5 || c.Run.Writer.StreamRetry != 60 || c.Run.Client.ConnectTimeout != seconds(time.Second) {
+		t.Errorf("defaults: %v, --retry %d, --stream-retry %d, --connect-timeout %v; want busltee's 5, 60, 1s", err,
+			c.Run.Writer.Retry, c.Run.Writer.StreamRetry, time.Duration(c.Run.Client.ConnectTimeout))
+	}
+	// The environment, and the command line over it.
 	t.Setenv("SLUICE_UPLOAD_TIMEOUT", "5s")
 	t.Setenv("SLUICE_REQUEST_ID", "from-env")
-	c, err := parseArgs(t, "run", "--request-id", "from-flag", "U", "x")
+	c, err = parseArgs(t, "run", "--request-id", "from-flag", "U", "x")
 	if err != nil || c.Run.Writer.UploadTimeout != 5*time.Second || c.Run.Client.RequestID != "from-flag" {
 		t.Errorf("env and flags: %v, upload timeout %v, request id %q", err, c.Run.Writer.UploadTimeout, c.Run.Client.RequestID)
 	}

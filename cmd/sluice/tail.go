@@ -19,7 +19,7 @@ import (
 // tailCmd is sluice tail.
 type tailCmd struct {
 	Client     clientFlags `embed:"" set:"connect_timeout=5s" set:"log_default=warn"`
-	Retry      int         `default:"0" placeholder:"N" help:"Failed attempts to connect in a row before giving up on the server; 0 for no limit."`
+	Retry      *int        `placeholder:"N" help:"Retries of a failed connection in a row before giving up on the server: 0 tries once (default no limit)."`
 	FromOffset int64       `default:"0" placeholder:"OFFSET" help:"Start at byte OFFSET of the stream."`
 	NoFollow   bool        `help:"Write what the stream holds now and exit, instead of following it."`
 
@@ -32,8 +32,8 @@ func (tailCmd) Help() string {
 Exit status:
   0         the stream is closed and every byte was written (with --no-follow: every
             byte stored when it was read)
-  1         the stream does not exist, the server refused the request, --retry attempts
-            failed in a row, or stdout could not be written
+  1         the stream does not exist, the server refused the request, 1 + --retry
+            attempts failed in a row, or stdout could not be written
   2         bad flags or arguments
   130, 143  interrupted by SIGINT or SIGTERM
 
@@ -45,12 +45,20 @@ Examples:
 
 func (c *tailCmd) Validate() error {
 	switch {
-	case c.Retry < 0:
-		return fmt.Errorf("--retry %d: want 0 or more", c.Retry)
+	case c.Retry != nil && *c.Retry < 0:
+		return fmt.Errorf("--retry %d: want 0 or more", *c.Retry)
 	case c.FromOffset < 0:
 		return fmt.Errorf("--from-offset %d: want 0 or more", c.FromOffset)
 	}
 	return c.Client.validate()
+}
+
+// maxAttempts is the Reader's MaxAttempts: 1 + --retry, or 0 (no limit) without it.
+func (c *tailCmd) maxAttempts() int {
+	if c.Retry == nil {
+		return 0
+	}
+	return 1 + *c.Retry
 }
 
 func (c *tailCmd) Run(ctx context.Context, con *console) error {
@@ -67,7 +75,7 @@ func (c *tailCmd) Run(ctx context.Context, con *console) error {
 		Header:      c.Client.header(),
 		Offset:      c.FromOffset,
 		NoFollow:    c.NoFollow,
-		MaxAttempts: c.Retry,
+		MaxAttempts: c.maxAttempts(),
 		Logger:      log,
 	})
 	defer r.Close()
