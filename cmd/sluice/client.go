@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -197,6 +198,39 @@ func (s *scrubber) scrub(msg string) string {
 	}
 	return msg
 }
+
+// failure is how sluice push and tail end after err: the message, which says what err
+// is, scrubbed and on one line, wrapping err; with exit status 7 when err is a failure
+// to connect to the server.
+func (s *scrubber) failure(err error, format string, a ...any) error {
+	e := &scrubbedError{msg: s.line(fmt.Sprintf(format, a...)), err: err}
+	if couldNotConnect(err) {
+		return &exitError{code: exitNoConnection, err: e}
+	}
+	return e
+}
+
+// exitNoConnection is the exit status of sluice push and tail when they gave up on a
+// server they could not connect to, as curl's 7 ("failed to connect to host").
+const exitNoConnection = 7
+
+// couldNotConnect reports whether err is a failure to reach the server: the connection
+// refused, the host unreachable, the connect timed out, or its name did not resolve.
+func couldNotConnect(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
+}
+
+// scrubbedError is an error whose message was scrubbed of a URL's secrets; it unwraps
+// to the error it tells of.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // line returns msg scrubbed, on one line.
 func (s *scrubber) line(msg string) string {

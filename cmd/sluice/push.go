@@ -32,10 +32,12 @@ On a terminal, a progress line shows the bytes the server has confirmed, the rat
 
 Exit status:
   0         the stream is closed with every byte, confirmed by the server
-  1         not delivered: the server could not be reached in 1 + --retry attempts in a row,
-            refused the stream (for one, closed with other bytes), or --upload-timeout
-            passed; or the input could not be read
+  1         not delivered: the server failed 1 + --retry attempts in a row, refused the
+            stream (for one, closed with other bytes), or --upload-timeout passed; or
+            the input could not be read
   2         bad flags or arguments
+  7         not delivered: the server could not be connected to (refused, unreachable,
+            timed out, or its name did not resolve) in 1 + --retry attempts in a row
   130, 143  interrupted by SIGINT or SIGTERM (the stream is left open)
 
 Examples:
@@ -70,7 +72,7 @@ func (c *pushCmd) Run(ctx context.Context, con *console) error {
 	defer hc.CloseIdleConnections()
 	w, err := client.NewWriter(c.URL, c.Writer.options(hc, c.Client.header(), log))
 	if err != nil {
-		return errors.New(sc.line(fmt.Sprintf("push: %v", err)))
+		return sc.failure(err, "push: %v", err)
 	}
 
 	// SIGINT or SIGTERM end the push at once.
@@ -109,7 +111,7 @@ func (c *pushCmd) Run(ctx context.Context, con *console) error {
 		return readErr
 	}
 	if err != nil {
-		return errors.New(sc.line(fmt.Sprintf("push to %s failed: %v", sc.url, err)))
+		return sc.failure(err, "push to %s failed: %v", sc.url, err)
 	}
 	log.Info("pushed", "bytes", w.Acked())
 	return nil

@@ -91,10 +91,11 @@ func TestPushThroughFlakyNetwork(t *testing.T) {
 	}
 }
 
-// TestPushFailures proves "non-zero with a clear one-line message otherwise": an unknown
-// server (after --retry attempts), a stream already closed with other bytes (refused:
-// no retry mends it, so none is made), and a missing file each exit 1 with one line
-// naming the problem, and the URL without its query string.
+// TestPushFailures proves "non-zero with a clear one-line message otherwise": a server
+// that cannot be connected to (after 1 + --retry attempts) exits 7, as curl does; a
+// stream already closed with other bytes (refused: no retry mends it, so none is made)
+// and a missing file exit 1; each with one line naming the problem, and the URL without
+// its query string.
 func TestPushFailures(t *testing.T) {
 	srv := startSluice(t, freeAddr(t), t.TempDir())
 	c := newClient(t)
@@ -118,19 +119,20 @@ func TestPushFailures(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		code int
 		want []string // in the message
 	}{
-		{"unknown server", []string{"push", "--retry", "2", nowhere + "?token=s3cr3t", file}, []string{"push to " + nowhere + " failed", "refused"}},
-		{"closed with other bytes", []string{"push", rec.url + "/streams/push/closed?token=s3cr3t", file}, []string{"push to " + rec.url + "/streams/push/closed failed", "closed"}},
-		{"closed with more bytes", []string{"push", rec.url + "/streams/push/longer", file}, []string{"push to " + rec.url + "/streams/push/longer failed", "closed"}},
-		{"missing file", []string{"push", closed, filepath.Join(dir, "missing.txt")}, []string{"missing.txt", "no such file"}},
+		{"unknown server", []string{"push", "--retry", "2", nowhere + "?token=s3cr3t", file}, 7, []string{"push to " + nowhere + " failed", "refused"}},
+		{"closed with other bytes", []string{"push", rec.url + "/streams/push/closed?token=s3cr3t", file}, 1, []string{"push to " + rec.url + "/streams/push/closed failed", "closed"}},
+		{"closed with more bytes", []string{"push", rec.url + "/streams/push/longer", file}, 1, []string{"push to " + rec.url + "/streams/push/longer failed", "closed"}},
+		{"missing file", []string{"push", closed, filepath.Join(dir, "missing.txt")}, 1, []string{"missing.txt", "no such file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runSluice(t, bound, nil, dir, tt.args...)
 			msg := string(r.stderr)
-			if r.code != 1 || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sluice: ") || strings.Contains(msg, "s3cr3t") {
-				t.Fatalf("exit %d, stderr %q: want 1 and one line without the query", r.code, msg)
+			if r.code != tt.code || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sluice: ") || strings.Contains(msg, "s3cr3t") {
+				t.Fatalf("exit %d, stderr %q: want %d and one line without the query", r.code, msg, tt.code)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {

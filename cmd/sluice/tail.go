@@ -18,23 +18,27 @@ import (
 
 // tailCmd is sluice tail.
 type tailCmd struct {
-	Client     clientFlags `embed:"" set:"connect_timeout=5s" set:"log_default=warn"`
-	Retry      *int        `placeholder:"N" help:"Retries of a failed connection in a row before giving up on the server: 0 tries once (default no limit)."`
-	FromOffset int64       `default:"0" placeholder:"OFFSET" help:"Start at byte OFFSET of the stream."`
-	NoFollow   bool        `help:"Write what the stream holds now and exit, instead of following it."`
+	Client       clientFlags   `embed:"" set:"connect_timeout=5s" set:"log_default=warn"`
+	Retry        *int          `placeholder:"N" help:"Retries of a failed connection in a row before giving up on the server: 0 tries once (default no limit but --retry-max-time)."`
+	RetryMaxTime time.Duration `default:"30s" placeholder:"TIME" help:"Longest time to go on retrying a server that cannot be connected to or fails, in a row (every byte received starts it again); 0 for no limit."`
+	FromOffset   int64         `default:"0" placeholder:"OFFSET" help:"Start at byte OFFSET of the stream."`
+	NoFollow     bool          `help:"Write what the stream holds now and exit, instead of following it."`
 
 	URL string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
 }
 
 func (tailCmd) Help() string {
-	return `Writes the stream at URL to stdout, byte for byte, and follows it live until it is closed. A dropped connection or a server restart is resumed where it left off, so every byte is written once and in order.
+	return `Writes the stream at URL to stdout, byte for byte, and follows it live until it is closed. A dropped connection or a server restart is resumed where it left off, so every byte is written once and in order. A server that cannot be reached is retried for --retry-max-time (30s), then sluice tail exits with status 7: within --retry-max-time plus --connect-timeout (35s by default) of the first failure.
 
 Exit status:
   0         the stream is closed and every byte was written (with --no-follow: every
             byte stored when it was read)
-  1         the stream does not exist, the server refused the request, 1 + --retry
-            attempts failed in a row, or stdout could not be written
+  1         the stream does not exist, the server refused the request or failed for
+            --retry-max-time (or 1 + --retry attempts) in a row, or stdout could not be
+            written
   2         bad flags or arguments
+  7         the server could not be connected to (refused, unreachable, timed out, or
+            its name did not resolve) for --retry-max-time (or 1 + --retry attempts)
   130, 143  interrupted by SIGINT or SIGTERM
 
 Examples:
@@ -47,6 +51,8 @@ func (c *tailCmd) Validate() error {
 	switch {
 	case c.Retry != nil && *c.Retry < 0:
 		return fmt.Errorf("--retry %d: want 0 or more", *c.Retry)
+	case c.RetryMaxTime < 0:
+		return fmt.Errorf("--retry-max-time %v: want 0 or more", c.RetryMaxTime)
 	case c.FromOffset < 0:
 		return fmt.Errorf("--from-offset %d: want 0 or more", c.FromOffset)
 	}
@@ -71,12 +77,13 @@ func (c *tailCmd) Run(ctx context.Context, con *console) error {
 	hc := c.Client.httpClient()
 	defer hc.CloseIdleConnections()
 	r := client.NewReader(c.URL, client.ReaderOptions{
-		Client:      hc,
-		Header:      c.Client.header(),
-		Offset:      c.FromOffset,
-		NoFollow:    c.NoFollow,
-		MaxAttempts: c.maxAttempts(),
-		Logger:      log,
+		Client:       hc,
+		Header:       c.Client.header(),
+		Offset:       c.FromOffset,
+		NoFollow:     c.NoFollow,
+		MaxAttempts:  c.maxAttempts(),
+		MaxRetryTime: c.RetryMaxTime,
+		Logger:       log,
 	})
 	defer r.Close()
 	interrupted := onInterrupt(ctx, func() { r.Close() }) // Close ends a blocked Read
@@ -104,7 +111,7 @@ func (c *tailCmd) Run(ctx context.Context, con *console) error {
 		case errors.Is(err, sluice.ErrNotFound):
 			return fmt.Errorf("tail: stream %s does not exist", sc.url)
 		default:
-			return errors.New(sc.line(fmt.Sprintf("tail %s: at offset %d: %v", sc.url, r.Offset(), err)))
+			return sc.failure(err, "tail %s: at offset %d: %v", sc.url, r.Offset(), err)
 		}
 	}
 }
