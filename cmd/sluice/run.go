@@ -18,16 +18,17 @@ import (
 
 // runCmd is sluice run: busltee's successor.
 type runCmd struct {
-	Client    clientFlags   `embed:"" set:"connect_timeout=1s" set:"log_default=none"`
-	Writer    writerFlags   `embed:"" set:"retry=5" set:"stream_retry=60" set:"upload_timeout=30s" set:"upload_timeout_note=; 0 waits as long as it takes"`
-	KillGrace time.Duration `default:"2s" placeholder:"TIME" help:"Time between SIGTERM and SIGKILL to what is left of the command's process group once it has ended."`
+	Client      clientFlags   `embed:"" set:"connect_timeout=1s" set:"log_default=none"`
+	Writer      writerFlags   `embed:"" set:"retry=5" set:"stream_retry=60" set:"upload_timeout=30s" set:"upload_timeout_note=; 0 waits as long as it takes"`
+	KillGrace   time.Duration `default:"2s" placeholder:"TIME" help:"Time between SIGTERM and SIGKILL to what is left of the command's process group once it has ended."`
+	MergeOutput bool          `help:"Give the command one pipe for its stdout and its stderr, as CI runners do, so that the stream holds them in the exact order they were written; both then show on sluice's stdout."`
 
 	URL     string   `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
 	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments, after -- (which may be left out)."`
 }
 
 func (runCmd) Help() string {
-	return `Runs command and publishes its output to the stream at URL. Its stdout and stderr are shown unchanged, and both go into the stream, merged in the order they arrive. The output is spooled to a local file first, so the command never waits for the network: when the server is slow, restarts or cannot be reached, the command runs as usual and the upload resumes where the server's copy ends. When the command has ended, sluice waits up to --upload-timeout for the upload to finish; an incomplete upload is reported with a one-line warning on stderr and does not change the exit status.
+	return `Runs command and publishes its output to the stream at URL. Its stdout and stderr are shown unchanged, and both go into the stream, merged in the order they are read: writes to the two that come close together may be read, and stored, in the other order. With --merge-output the command writes both to one pipe, so the stream (and sluice's stdout, where both then show) has them exactly as written. The output is spooled to a local file first, so the command never waits for the network: when the server is slow, restarts or cannot be reached, the command runs as usual and the upload resumes where the server's copy ends. When the command has ended, sluice waits up to --upload-timeout for the upload to finish; an incomplete upload is reported with a one-line warning on stderr and does not change the exit status.
 
 Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded, every one, to the command's process group. When the command ends, what is left of its process group (background children) gets SIGTERM, then SIGKILL after --kill-grace.
 
@@ -98,7 +99,7 @@ func (c *runCmd) Run(con *console) error {
 		}
 	}
 
-	p, err := startGroup(c.Command)
+	p, err := startGroup(c.Command, c.MergeOutput)
 	if err != nil {
 		err = notStarted(c.Command[0], err)
 		m.write([]byte("sluice: " + err.Error() + "\n")) // the stream says why it is empty, as the terminal does
@@ -152,9 +153,10 @@ func notStarted(name string, err error) error {
 // the group and reads the rest of the output. It returns the command's exit status.
 func (m *merger) supervise(p *group, con *console, sigs <-chan os.Signal, killGrace time.Duration) int {
 	var pumps sync.WaitGroup
-	pumps.Add(2)
-	go func() { defer pumps.Done(); m.pump(p.stdout, con.stdout, "stdout") }()
-	go func() { defer pumps.Done(); m.pump(p.stderr, con.stderr, "stderr") }()
+	pumps.Go(func() { m.pump(p.stdout, con.stdout, "stdout") })
+	if p.stderr != nil {
+		pumps.Go(func() { m.pump(p.stderr, con.stderr, "stderr") })
+	}
 
 	exited := make(chan struct{})
 	var status int

@@ -933,3 +933,33 @@ func TestClientUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRunMergeOutput proves --merge-output: "the stream holds stdout and stderr in the
+// exact order they were written". A command alternates 200 writes to stdout and to
+// stderr; with the option, the stream and sluice's stdout are exactly that sequence, in
+// order, and nothing is left on stderr; the exit status is still the command's.
+func TestRunMergeOutput(t *testing.T) {
+	srv := startSluice(t, freeAddr(t), t.TempDir())
+	c := newClient(t)
+	script := `i=0
+while [ $i -lt 200 ]; do
+  echo "out $i"
+  echo "err $i" >&2
+  i=$((i+1))
+done
+exit 5`
+	var want strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	url := srv.url + "/streams/run/merged"
+	r := runSluice(t, bound, nil, t.TempDir(), "run", "--merge-output", url, "--", "sh", "-c", script)
+	if r.code != 5 || string(r.stdout) != want.String() || len(r.stderr) != 0 {
+		t.Errorf("exit %d, stdout %d bytes (in order: %v), stderr %q; want 5, the writes in order on stdout, nothing on stderr",
+			r.code, len(r.stdout), string(r.stdout) == want.String(), r.stderr)
+	}
+	got := do(t, c, http.MethodGet, url+"?follow=false", nil)
+	if !got.closed() || string(got.body) != want.String() {
+		t.Errorf("stream closed %v, %d bytes: in the order written: %v", got.closed(), len(got.body), string(got.body) == want.String())
+	}
+}
