@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/sluicehq/sluice/client"
 )
 
@@ -28,7 +30,7 @@ type pushCmd struct {
 func (pushCmd) Help() string {
 	return `Publishes FILE, or stdin when FILE is - or missing, to the stream at URL, then closes the stream and waits until the server has confirmed every byte. Input is spooled to a local file first and sent in the background: a dropped connection or a server restart is resumed where the server's copy ends, without losing or repeating a byte. Stdin is published as it arrives, so followers see a live stream (some-job | sluice push URL).
 
-On a terminal, a progress line shows the bytes the server has confirmed, the rate, and for a file the time left; otherwise sluice push prints nothing unless it fails.
+On a terminal, a progress line shows the bytes the server has confirmed, the rate, and for a file a bar and the time left, leaving out what does not fit in the terminal's width; otherwise (and with --no-progress) sluice push prints nothing unless it fails.
 
 Exit status:
   0         the stream is closed with every byte, confirmed by the server
@@ -79,12 +81,12 @@ func (c *pushCmd) Run(ctx context.Context, con *console) error {
 	abortCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	interrupted := onInterrupt(ctx, abort)
-	var bar *progress
-	if !c.NoProgress && isTerminal(con.stderr) {
-		bar = startProgress(con.stderr, w, size)
+	var line *progress
+	if f, ok := con.stderr.(*os.File); ok && !c.NoProgress && isTerminal(f) {
+		line = startProgress(f, w, size)
 	}
 	var read atomic.Int64
-	copied := copyInput(in, inputName(c.File), w, &read, bar)
+	copied := copyInput(in, inputName(c.File), w, &read, line)
 	var readErr error
 	select {
 	case readErr = <-copied:
@@ -99,7 +101,7 @@ func (c *pushCmd) Run(ctx context.Context, con *console) error {
 		defer stop()
 	}
 	err = w.CloseContext(closeCtx)
-	bar.stop(err == nil)
+	line.stop(err == nil)
 	if ierr := interrupted(); ierr != nil {
 		var e *exitError
 		if errors.As(ierr, &e) {
@@ -137,7 +139,7 @@ func openInput(name string) (in io.Reader, size int64, closeIn func(), err error
 // copyInput copies in to w in a goroutine of its own, since a read of stdin cannot be
 // interrupted, counting the bytes read. The channel gets nil at the end of the input
 // or when w gives up (its Close says why), or the read error.
-func copyInput(in io.Reader, name string, w *client.Writer, read *atomic.Int64, bar *progress) <-chan error {
+func copyInput(in io.Reader, name string, w *client.Writer, read *atomic.Int64, line *progress) <-chan error {
 	copied := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -148,7 +150,7 @@ func copyInput(in io.Reader, name string, w *client.Writer, read *atomic.Int64, 
 					copied <- nil
 					return
 				}
-				bar.setRead(read.Add(int64(n)))
+				line.setRead(read.Add(int64(n)))
 			}
 			if err == io.EOF {
 				copied <- nil
@@ -170,23 +172,24 @@ func inputName(name string) string {
 	return name
 }
 
-// isTerminal reports whether w is a terminal: a character device other than /dev/null.
+// isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return false
-	}
-	null, err := os.Stat(os.DevNull)
-	return err != nil || !os.SameFile(fi, null)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// progress draws sluice push's progress line on a terminal, a few times a second.
+// termWidth is the width of the terminal f, in columns: 80 when it does not say.
+func termWidth(f *os.File) int {
+	if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+		return w
+	}
+	return 80
+}
+
+// progress draws sluice push's progress line on a terminal, a few times a second, as
+// wide as the terminal is at each draw.
 type progress struct {
-	out   io.Writer
+	out   *os.File
 	w     *client.Writer
 	size  int64 // -1 when unknown (stdin)
 	start time.Time
@@ -204,7 +207,7 @@ type sample struct {
 	acked int64
 }
 
-func startProgress(out io.Writer, w *client.Writer, size int64) *progress {
+func startProgress(out *os.File, w *client.Writer, size int64) *progress {
 	p := &progress{out: out, w: w, size: size, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -255,37 +258,64 @@ func (p *progress) draw(now time.Time) {
 	if first := p.samples[0]; now.Sub(first.t) > 0 && len(p.samples) > 1 {
 		rate = float64(acked-first.acked) / now.Sub(first.t).Seconds()
 	}
-	fmt.Fprint(p.out, "\r"+progressLine(acked, p.read.Load(), p.size, rate)+"\x1b[K")
+	fmt.Fprint(p.out, "\r"+progressLine(acked, p.read.Load(), p.size, rate, termWidth(p.out))+"\x1b[K")
 }
 
 // progressLine renders the progress of a push: the bytes the server has confirmed, of
-// size when it is known (with a bar and the time left), at rate bytes per second.
-func progressLine(acked, read, size int64, rate float64) string {
-	var b strings.Builder
-	if size >= 0 {
-		frac := 1.0
-		if size > 0 {
-			frac = min(1, float64(acked)/float64(size))
-		}
-		const width = 24
-		n := int(frac * width)
-		b.WriteString("[" + strings.Repeat("=", n))
-		if n < width {
-			b.WriteString(">" + strings.Repeat(" ", width-n-1))
-		}
-		fmt.Fprintf(&b, "] %3d%%  %s / %s", int(frac*100), byteSize(acked), byteSize(size))
-	} else {
-		fmt.Fprintf(&b, "%s sent, %s read", byteSize(acked), byteSize(read))
+// size when it is known (with a bar and the time left), at rate bytes per second. It
+// keeps within width-1 columns, since a line that fills the terminal, or more, wraps
+// and each redraw would then start a line lower: what does not fit is left out, the bar
+// first, then the time left, the rate, the sizes.
+func progressLine(acked, read, size int64, rate float64, width int) string {
+	room := width - 1
+	speed := fmt.Sprintf("  %s/s", byteSize(int64(rate)))
+	if size < 0 {
+		return fit(room, byteSize(acked)+" sent", fmt.Sprintf("%s sent, %s read", byteSize(acked), byteSize(read)), speed)
 	}
-	fmt.Fprintf(&b, "  %s/s", byteSize(int64(rate)))
-	if size >= 0 && acked < size {
+	frac := 1.0
+	if size > 0 {
+		frac = min(1, float64(acked)/float64(size))
+	}
+	percent := fmt.Sprintf("%3d%%", int(frac*100))
+	parts := []string{percent + fmt.Sprintf("  %s / %s", byteSize(acked), byteSize(size)), speed}
+	if acked < size {
+		eta := "  ETA -"
 		if rate > 0 {
-			fmt.Fprintf(&b, "  ETA %s", time.Duration(float64(size-acked)/rate*float64(time.Second)).Round(time.Second))
-		} else {
-			b.WriteString("  ETA -")
+			eta = fmt.Sprintf("  ETA %s", time.Duration(float64(size-acked)/rate*float64(time.Second)).Round(time.Second))
 		}
+		parts = append(parts, eta)
 	}
-	return b.String()
+	text := fit(room, strings.TrimLeft(percent, " "), parts...)
+	if n := min(24, room-len(text)-3); n >= 8 { // "[" bar "] " and the text
+		return bar(frac, n) + " " + text
+	}
+	return strings.TrimLeft(text, " ")
+}
+
+// fit joins as many of parts, from the first, as fit in room columns; when not even the
+// first does, it is short (cut to room if it must be).
+func fit(room int, short string, parts ...string) string {
+	line := ""
+	for _, p := range parts {
+		if len(line)+len(p) > room {
+			break
+		}
+		line += p
+	}
+	if line == "" {
+		line = short[:max(0, min(len(short), room))]
+	}
+	return line
+}
+
+// bar draws frac as a bar of n columns between brackets: [=====>    ].
+func bar(frac float64, n int) string {
+	done := int(frac * float64(n))
+	b := "[" + strings.Repeat("=", done)
+	if done < n {
+		b += ">" + strings.Repeat(" ", n-done-1)
+	}
+	return b + "]"
 }
 
 // byteSize formats n bytes in binary units: 512 B, 1.5 KiB, 12.0 MiB.

@@ -151,25 +151,34 @@ func TestPushFailures(t *testing.T) {
 
 // TestProgressLine proves what the progress line shows: bytes confirmed of the total,
 // percentage, bar, rate and time left for a file; bytes sent and read, and the rate, for
-// stdin.
+// stdin; and that it keeps within the terminal's width less one column, leaving out the
+// bar, then the time left, then the rate, as the terminal narrows.
 func TestProgressLine(t *testing.T) {
 	tests := []struct {
 		acked, read, size int64
 		rate              float64
+		width             int
 		want              string
 	}{
-		{0, 0, 10 << 20, 0, "[>                       ]   0%  0 B / 10.0 MiB  0 B/s  ETA -"},
-		{5 << 20, 10 << 20, 10 << 20, 1 << 20, "[============>           ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
-		{10 << 20, 10 << 20, 10 << 20, 2 << 20, "[========================] 100%  10.0 MiB / 10.0 MiB  2.0 MiB/s"},
-		{0, 0, 0, 0, "[========================] 100%  0 B / 0 B  0 B/s"},
-		{1536, 3 << 30, -1, 512, "1.5 KiB sent, 3.0 GiB read  512 B/s"},
+		{0, 0, 10 << 20, 0, 80, "[>                       ]   0%  0 B / 10.0 MiB  0 B/s  ETA -"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 80, "[============>           ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
+		{10 << 20, 10 << 20, 10 << 20, 2 << 20, 80, "[========================] 100%  10.0 MiB / 10.0 MiB  2.0 MiB/s"},
+		{0, 0, 0, 0, 80, "[========================] 100%  0 B / 0 B  0 B/s"},
+		{1536, 3 << 30, -1, 512, 80, "1.5 KiB sent, 3.0 GiB read  512 B/s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 60, "[======>      ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 40, "50%  5.0 MiB / 10.0 MiB  1.0 MiB/s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 30, "50%  5.0 MiB / 10.0 MiB"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 12, "50%"},
+		{1536, 3 << 30, -1, 512, 30, "1.5 KiB sent, 3.0 GiB read"},
+		{1536, 3 << 30, -1, 512, 20, "1.5 KiB sent"},
+		{1536, 3 << 30, -1, 512, 4, "1.5"},
 	}
 	for _, tt := range tests {
-		if got := progressLine(tt.acked, tt.read, tt.size, tt.rate); got != tt.want {
-			t.Errorf("progressLine(%d, %d, %d, %v) =\n%q, want\n%q", tt.acked, tt.read, tt.size, tt.rate, got, tt.want)
+		got := progressLine(tt.acked, tt.read, tt.size, tt.rate, tt.width)
+		if got != tt.want || len(got) >= tt.width {
+			t.Errorf("progressLine(%d, %d, %d, %v, %d) =\n%q, want\n%q (under %d columns)", tt.acked, tt.read, tt.size, tt.rate, tt.width, got, tt.want, tt.width)
 		}
 	}
-	var devNull *os.File
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
