@@ -2,15 +2,15 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/nettest"
 )
 
 // TestPushFile proves "sluice push URL FILE publishes a file, durable, quiet when not on
@@ -189,37 +189,12 @@ func TestProgressLine(t *testing.T) {
 	}
 }
 
-// refuser listens on loopback and closes every connection it accepts, counting them,
-// until the test ends: a server that is there but never answers a request.
-func refuser(t *testing.T) (url string, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = new(atomic.Int64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return "http://" + ln.Addr().String(), accepted
-}
-
 // TestPushRetries proves that --retry means what busltee's does, retries after the
 // first attempt, so that --retry 0 is one attempt: against a server that drops every
 // connection, sluice push makes 1 + --retry of them, and then fails.
 func TestPushRetries(t *testing.T) {
 	for _, retry := range []int{0, 2} {
-		url, accepted := refuser(t)
+		url, accepted := nettest.Refuser(t)
 		r := runSluice(t, bound, strings.NewReader("lost\n"), t.TempDir(), "push", "--retry", strconv.Itoa(retry), url+"/streams/k")
 		if r.code != 1 || accepted.Load() != int64(retry+1) {
 			t.Errorf("--retry %d: exit %d after %d connections, stderr %q; want 1 after %d", retry, r.code, accepted.Load(), r.stderr, retry+1)
