@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -30,13 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
-	goTool := "go" // go test puts its own GOROOT/bin first on PATH
-	if root := os.Getenv("GOROOT"); root != "" {
-		if _, err := os.Stat(filepath.Join(root, "bin", "go")); err == nil {
-			goTool = filepath.Join(root, "bin", "go")
-		}
-	}
-	if out, err := exec.Command(goTool, "build", "-o", sluiceBin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command(goTool(), "build", "-o", sluiceBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building sluice: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -45,6 +41,16 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}))
+}
+
+// goTool is the go command of the toolchain running the tests.
+func goTool() string {
+	if root := os.Getenv("GOROOT"); root != "" { // go test puts its own GOROOT/bin first on PATH
+		if _, err := os.Stat(filepath.Join(root, "bin", "go")); err == nil {
+			return filepath.Join(root, "bin", "go")
+		}
+	}
+	return "go"
 }
 
 // serveFlagNames are the flags sluice serve documents; each must have a SLUICE_*
@@ -255,18 +261,9 @@ func TestNoCommandPrintsUsage(t *testing.T) {
 	}
 }
 
-// TestVersionAndHelp proves `sluice version` (and --version) prints the version on stdout,
-// and `sluice help [COMMAND]` the command list or the command's help, all successfully.
+// TestVersionAndHelp proves `sluice help [COMMAND]` prints the command list or the
+// command's help, successfully.
 func TestVersionAndHelp(t *testing.T) {
-	for _, args := range [][]string{{"version"}, {"--version"}} {
-		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		if got, want := stdout.String(), "sluice "+version+"\n"; got != want {
-			t.Errorf("%v printed %q, want %q", args, got, want)
-		}
-	}
 	for args, want := range map[string]string{"help": "serve [flags]", "help bench fanout": "Usage: sluice bench fanout"} {
 		var stdout, stderr bytes.Buffer
 		if err := run(context.Background(), strings.Fields(args), &stdout, &stderr); err != nil {
@@ -275,6 +272,37 @@ func TestVersionAndHelp(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), "SLUICE_") {
 			t.Errorf("%s printed %q", args, stdout.String())
 		}
+	}
+}
+
+// TestVersion proves that sluice version (and --version) prints the version from the
+// build information, not "dev": on the real binary, built as the tests build it, the
+// module's version ("(devel)" from a checkout) and the Go version and platform; built
+// with -X main.version, that version; and, from the VCS settings the toolchain records
+// in a clone, the commit, whether the tree was modified, and the commit's time.
+func TestVersion(t *testing.T) {
+	goLine := fmt.Sprintf("go     %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := runSluice(t, bound, nil, t.TempDir(), args...)
+		out := string(r.stdout)
+		if r.code != 0 || !strings.HasPrefix(out, "sluice ") || strings.HasPrefix(out, "sluice dev") || !strings.HasSuffix(out, goLine) {
+			t.Errorf("sluice %v: exit %d, %q; want the module's version and %q", args, r.code, out, goLine)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "sluice")
+	if out, err := exec.Command(goTool(), "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "sluice v9.8.7-test\n") {
+		t.Errorf("built with -X main.version: %v, %q", err, out)
+	}
+	bi := &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "39c4d18e5b0a"}, {Key: "vcs.time", Value: "2026-11-30T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	if got, want := versionText(bi), "sluice v1.2.3\ncommit 39c4d18e5b0a (modified)\ndate   2026-11-30T10:00:00Z\n"+goLine; got != want {
+		t.Errorf("versionText = %q, want %q", got, want)
+	}
+	if got, want := versionText(nil), "sluice (devel)\n"+goLine; got != want {
+		t.Errorf("versionText without build information = %q, want %q", got, want)
 	}
 }
 
