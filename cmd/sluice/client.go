@@ -28,7 +28,7 @@ type clientFlags struct {
 	Insecure       bool        `short:"k" help:"Skip the verification of the server's TLS certificate."`
 	ConnectTimeout seconds     `default:"${connect_timeout}" placeholder:"TIME" help:"Longest time to connect to the server: a duration (5s, 500ms) or, as busltee's, seconds (5, 0.5)."`
 	RequestID      string      `placeholder:"ID" help:"ID sent as the Request-Id header of every request, and logged."`
-	LogFile        string      `placeholder:"FILE" help:"File to append sluice's own logs to, instead of stderr."`
+	LogFile        string      `placeholder:"FILE" predictor:"file" help:"File to append sluice's own logs to, instead of stderr."`
 	LogLevel       *slog.Level `placeholder:"LEVEL" help:"Log level: debug, info, warn or error (default info into --log-file, ${log_default} on stderr)."`
 	LogField       []string    `placeholder:"KEY=VALUE" sep:"none" help:"Field added to every log line; repeatable."`
 }
@@ -109,7 +109,7 @@ type writerFlags struct {
 	Retry         int           `default:"${retry}" placeholder:"N" help:"Retries of a failed attempt (a connection, a request) in a row before giving up on the server, as busltee's --retry: 0 tries once."`
 	StreamRetry   int           `default:"${stream_retry}" placeholder:"N" help:"busltee's retries after a lost connection; Sluice counts them with --retry's, and the larger of the two applies."`
 	UploadTimeout time.Duration `default:"${upload_timeout}" placeholder:"TIME" help:"Longest time to wait for the upload to finish${upload_timeout_note}."`
-	SpoolDir      string        `placeholder:"DIR" help:"Directory of the spool file that holds the output until the server has it (default $$TMPDIR or /tmp)."`
+	SpoolDir      string        `placeholder:"DIR" predictor:"dir" help:"Directory of the spool file that holds the output until the server has it (default $$TMPDIR or /tmp)."`
 }
 
 func (c *writerFlags) validate() error {

@@ -19,13 +19,15 @@ import (
 // cli is sluice's command line: one command a field, each with its flags, help and Run
 // in the file named after it.
 type cli struct {
-	Serve   serveCmd   `cmd:"" help:"Run the server."`
-	Run     runCmd     `cmd:"" help:"Run a command, publishing its output to a stream."`
-	Push    pushCmd    `cmd:"" help:"Publish a file or stdin to a stream."`
-	Tail    tailCmd    `cmd:"" help:"Follow a stream to stdout."`
-	Bench   benchCmd   `cmd:"" help:"Load a server: fanout, streams, ingest or churn."`
-	Version versionCmd `cmd:"" help:"Print the version."`
-	Help    helpCmd    `cmd:"" help:"Show the help of a command."`
+	Serve      serveCmd      `cmd:"" help:"Run the server."`
+	Run        runCmd        `cmd:"" help:"Run a command, publishing its output to a stream."`
+	Push       pushCmd       `cmd:"" help:"Publish a file or stdin to a stream."`
+	Tail       tailCmd       `cmd:"" help:"Follow a stream to stdout."`
+	Bench      benchCmd      `cmd:"" help:"Load a server: fanout, streams, ingest or churn."`
+	Version    versionCmd    `cmd:"" help:"Print the version."`
+	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`
+	Man        manCmd        `cmd:"" help:"Print the manual page (roff)."`
+	Help       helpCmd       `cmd:"" help:"Show the help of a command."`
 
 	VersionFlag versionFlag `name:"version" env:"-" help:"Print the version and exit."`
 }
@@ -73,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			}
 		}
 	}()
-	kongplete.Complete(p) // a shell asking for completions (COMP_LINE) gets them, and run ends
+	kongplete.Complete(p, completer()...) // a shell asking for completions (COMP_LINE) gets them, and run ends
 	if len(args) == 0 {
 		p.Stdout = stderr
 		if kctx, err := kong.Trace(p, nil); err == nil {

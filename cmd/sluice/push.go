@@ -24,7 +24,7 @@ type pushCmd struct {
 	NoProgress bool        `help:"No progress line, even on a terminal."`
 
 	URL  string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
-	File string `arg:"" optional:"" help:"The file to publish; stdin when it is - or left out."`
+	File string `arg:"" optional:"" predictor:"file" help:"The file to publish; stdin when it is - or left out."`
 }
 
 func (pushCmd) Help() string {

@@ -24,7 +24,7 @@ import (
 // in NATS JetStream with --nats (cluster mode).
 type serveCmd struct {
 	Addr               string        `default:"${default_addr}" placeholder:"ADDRESS" help:"Address to listen on (:$$PORT when PORT is set)."`
-	DataDir            string        `default:"./data" placeholder:"DIR" help:"Directory holding the streams."`
+	DataDir            string        `default:"./data" placeholder:"DIR" predictor:"dir" help:"Directory holding the streams."`
 	FsyncInterval      time.Duration `default:"1s" placeholder:"TIME" help:"Longest time acknowledged bytes wait for fsync; 0 fsyncs each write before acknowledging it (closes are always fsynced first)."`
 	TailSize           int           `default:"1048576" placeholder:"BYTES" help:"Bytes of each followed stream kept in memory for its followers."`
 	MaxStreamSize      int64         `default:"0" placeholder:"BYTES" help:"Largest stream in bytes (413 beyond); 0 for no limit."`
