@@ -24,6 +24,7 @@ type cli struct {
 	Push       pushCmd       `cmd:"" help:"Publish a file or stdin to a stream."`
 	Tail       tailCmd       `cmd:"" help:"Follow a stream to stdout."`
 	Bench      benchCmd      `cmd:"" help:"Load a server: fanout, streams, ingest or churn."`
+	Health     healthCmd     `cmd:"" help:"Check that a server answers its health endpoint (for container health checks)."`
 	Version    versionCmd    `cmd:"" help:"Print the version."`
 	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`
 	Man        manCmd        `cmd:"" help:"Print the manual page (roff)."`
@@ -34,7 +35,7 @@ type cli struct {
 
 const description = `Live byte streams over HTTP.
 
-Every flag can also be set by an environment variable, and the command line wins: SLUICE_ and the flag's name, so --data-dir is SLUICE_DATA_DIR. The flags of sluice bench are SLUICE_BENCH_..., so that a benchmark's --duration or --rate never sets another command's.`
+Every flag can also be set by an environment variable, and the command line wins: SLUICE_ and the flag's name, so --data-dir is SLUICE_DATA_DIR. The flags of sluice bench and sluice health are SLUICE_BENCH_... and SLUICE_HEALTH_..., so that a benchmark's --duration or a probe's --timeout never sets another command's.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -99,7 +100,7 @@ func newParser(c *cli, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Description(description),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitNow(code)) }),
-		kong.Vars{"default_addr": defaultAddr()},
+		kong.Vars{"default_addr": defaultAddr(), "health_url": defaultHealthURL()},
 		kong.ValueFormatter(helpValue),
 		envars(),
 	)
@@ -127,15 +128,16 @@ func helpValue(v *kong.Value) string {
 }
 
 // envars gives each flag its environment variable: SLUICE_ and the flag's name in upper
-// case with dashes as underscores (--data-dir is SLUICE_DATA_DIR), and SLUICE_BENCH_
-// under sluice bench, whose generic names (--duration, --rate, --connect-timeout) mean
-// something else there. A flag tagged env:"-" has none.
+// case with dashes as underscores (--data-dir is SLUICE_DATA_DIR); under the commands of
+// ownEnv, SLUICE_, the command's name and the flag's (SLUICE_BENCH_RATE), since their
+// generic names (--duration, --rate, --timeout) mean something else there. A flag
+// tagged env:"-" has none.
 func envars() kong.Option {
 	return kong.PostBuild(func(k *kong.Kong) error {
 		var name func(n *kong.Node, prefix string)
 		name = func(n *kong.Node, prefix string) {
-			if n.Type == kong.CommandNode && n.Name == "bench" {
-				prefix += "BENCH_"
+			if n.Type == kong.CommandNode && ownEnv[n.Name] {
+				prefix += strings.ToUpper(n.Name) + "_"
 			}
 			for _, f := range n.Flags {
 				switch {
@@ -155,6 +157,9 @@ func envars() kong.Option {
 		return nil
 	})
 }
+
+// ownEnv are the commands whose flags' variables have the command's name in them.
+var ownEnv = map[string]bool{"bench": true, "health": true}
 
 // usageError marks a mistake in the command line or the environment: exit status 2.
 type usageError struct{ error }

@@ -118,7 +118,7 @@ func commands(t *testing.T) map[string][]*kong.Flag {
 // TestHelp proves that every command documents itself: sluice CMD --help (and -h)
 // prints on stdout, with exit status 0 and nothing on stderr, the command's usage, its
 // exit statuses, and every flag with its environment variable (SLUICE_ and the flag's
-// name; SLUICE_BENCH_ under bench) and its default.
+// name; SLUICE_BENCH_ under bench, SLUICE_HEALTH_ under health) and its default.
 func TestHelp(t *testing.T) {
 	cmds := commands(t)
 	for _, name := range serveFlagNames {
@@ -140,8 +140,8 @@ func TestHelp(t *testing.T) {
 			entries := flagEntries(help)
 			for _, f := range flags {
 				env := "SLUICE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-				if strings.HasPrefix(path, "bench ") {
-					env = "SLUICE_BENCH_" + env[len("SLUICE_"):]
+				if cmd, _, _ := strings.Cut(path, " "); ownEnv[cmd] {
+					env = "SLUICE_" + strings.ToUpper(cmd) + "_" + env[len("SLUICE_"):]
 				}
 				entry, ok := entries[f.Name]
 				switch {
