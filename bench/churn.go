@@ -87,28 +87,8 @@ type churner struct {
 
 // Churn runs cfg and reports the server's state before, at its peaks, and after.
 func Churn(ctx context.Context, cfg ChurnConfig) (*Report, error) {
-	if cfg.Transport == "" {
-		cfg.Transport = "mix"
-	}
-	if cfg.Transport != "mix" && !contains(Transports, cfg.Transport) {
-		return nil, fmt.Errorf("transport %q: want sse, raw, websocket or mix", cfg.Transport)
-	}
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 100)
-	cfg.ReadBytes = cmp.Or(cfg.ReadBytes, 512)
-	cfg.LineSize = cmp.Or(cfg.LineSize, 128)
-	cfg.Duration = cmp.Or(cfg.Duration, time.Minute)
-	cfg.Hold = cmp.Or(cfg.Hold, 2*time.Second)
-	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 10*time.Second)
-	cfg.Settle = cmp.Or(cfg.Settle, 30*time.Second)
-	cfg.Rate = cmp.Or(cfg.Rate, 10)
-	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = "bench/" + newRunID()
-	}
-	if cfg.LineSize < MinLineSize || cfg.LineSize > MaxLineSize {
-		return nil, fmt.Errorf("line size %d: want %d to %d bytes", cfg.LineSize, MinLineSize, MaxLineSize)
-	}
-	if limit, err := RaiseFileLimit(); err == nil && limit > 0 && uint64(cfg.Concurrency+64) > limit {
-		return nil, fmt.Errorf("%d concurrent followers need more open files than the limit of %d", cfg.Concurrency, limit)
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
 	}
 	t, err := newTarget(cfg.URL, cfg.SourceAddrs, cfg.ConnectTimeout)
 	if err != nil {
@@ -120,7 +100,6 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Settle+5*time.Minute)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
 	key := cfg.KeyPrefix + "/churn"
 	c := &churner{cfg: cfg, t: t, path: streamPath(key), runID: newRunID()}
 	sc := &scraper{url: cfg.MetricsURL, client: t.client()}
@@ -130,41 +109,12 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*Report, error) {
 	if err := t.createStream(ctx, key); err != nil {
 		return nil, err
 	}
-	// The stream grows for the whole run, so followers find bytes to read at once.
-	p := &producer{key: key, lineSize: cfg.LineSize, rate: cfg.Rate, duration: cfg.Duration + cfg.Hold + time.Second}
-	pdone := make(chan struct{})
-	go func() { defer close(pdone); p.run(ctx, t, c.runID, deadline) }()
-	for p.sentBytes.Load() < int64(cfg.ReadBytes) {
-		select {
-		case <-pdone:
-			return nil, fmt.Errorf("the producer stopped: %v", p.err)
-		case <-ctx.Done():
-			<-pdone
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	p, pdone, err := c.startProducer(ctx, key)
+	if err != nil {
+		return nil, err
 	}
 	smp := startSampler(ctx, sc, time.Second)
-	stopProgress := c.progress(smp)
-	start := time.Now()
-	wctx, wcancel := context.WithTimeout(ctx, cfg.Duration)
-	var wg sync.WaitGroup
-	for w := range cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; wctx.Err() == nil; k++ {
-				c.cycle(wctx, k*cfg.Concurrency+w, w+k)
-			}
-		}()
-	}
-	wg.Wait()
-	wcancel()
-	stopProgress()
-	cr := &ChurnReport{Concurrency: cfg.Concurrency, Seconds: time.Since(start).Seconds(),
-		Cycles: c.cycles.Load(), Clean: c.clean.Load(), Resets: c.resets.Load(), Errors: c.errs.Load(),
-		ErrorSamples: c.samples, BadData: c.bad.Load(), Connect: c.conn.Summary()}
-	cr.CyclesPerSecond = float64(cr.Cycles) / cr.Seconds
+	cr := c.churn(ctx, smp)
 	<-pdone
 	if p.err != nil {
 		rep.Producers.Errors = append(rep.Producers.Errors, p.err.Error())
@@ -174,21 +124,100 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*Report, error) {
 	rep.Server.After = sc.settle(ctx, rep.Server.Before, cfg.Settle)
 	rep.Server.Peak = smp.finish()
 	rep.Churn = cr
-	b, a := rep.Server.Before, rep.Server.After
-	if b.OK && a.OK {
-		if a.Followers > b.Followers {
-			cr.Leaks = append(cr.Leaks, fmt.Sprintf("the server counts %.0f followers, %.0f before", a.Followers, b.Followers))
-		}
-		// A few goroutines come and go (the scrape's connection, timers); a leak of one
-		// per cycle would be thousands.
-		if a.Goroutines > b.Goroutines+50 {
-			cr.Leaks = append(cr.Leaks, fmt.Sprintf("%.0f goroutines, %.0f before", a.Goroutines, b.Goroutines))
-		}
-		if a.OpenFDs > b.OpenFDs+50 {
-			cr.Leaks = append(cr.Leaks, fmt.Sprintf("%.0f open files, %.0f before", a.OpenFDs, b.OpenFDs))
+	cr.findLeaks(rep.Server.Before, rep.Server.After)
+	return rep, nil
+}
+
+// setDefaults fills in the zero values of c with the defaults named in ChurnConfig, and
+// checks what it was given.
+func (c *ChurnConfig) setDefaults() error {
+	c.Transport = cmp.Or(c.Transport, "mix")
+	if c.Transport != "mix" && !contains(Transports, c.Transport) {
+		return fmt.Errorf("transport %q: want sse, raw, websocket or mix", c.Transport)
+	}
+	c.Concurrency = cmp.Or(c.Concurrency, 100)
+	c.ReadBytes = cmp.Or(c.ReadBytes, 512)
+	c.LineSize = cmp.Or(c.LineSize, 128)
+	c.Duration = cmp.Or(c.Duration, time.Minute)
+	c.Hold = cmp.Or(c.Hold, 2*time.Second)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, 10*time.Second)
+	c.Settle = cmp.Or(c.Settle, 30*time.Second)
+	c.Rate = cmp.Or(c.Rate, 10)
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "bench/" + newRunID()
+	}
+	if c.LineSize < MinLineSize || c.LineSize > MaxLineSize {
+		return fmt.Errorf("line size %d: want %d to %d bytes", c.LineSize, MinLineSize, MaxLineSize)
+	}
+	if limit, err := RaiseFileLimit(); err == nil && limit > 0 && uint64(c.Concurrency+64) > limit {
+		return fmt.Errorf("%d concurrent followers need more open files than the limit of %d", c.Concurrency, limit)
+	}
+	return nil
+}
+
+// startProducer starts the stream's producer, which publishes for the whole run so that
+// followers find bytes to read at once, and waits until it has published what one
+// follower reads. done is closed when the producer has ended.
+func (c *churner) startProducer(ctx context.Context, key string) (p *producer, done chan struct{}, err error) {
+	deadline, _ := ctx.Deadline()
+	p = &producer{key: key, lineSize: c.cfg.LineSize, rate: c.cfg.Rate, duration: c.cfg.Duration + c.cfg.Hold + time.Second}
+	done = make(chan struct{})
+	go func() { defer close(done); p.run(ctx, c.t, c.runID, deadline) }()
+	for p.sentBytes.Load() < int64(c.cfg.ReadBytes) {
+		select {
+		case <-done:
+			return nil, nil, fmt.Errorf("the producer stopped: %v", p.err)
+		case <-ctx.Done():
+			<-done
+			return nil, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return rep, nil
+	return p, done, nil
+}
+
+// churn runs Concurrency followers at a time, one cycle after another, for Duration.
+func (c *churner) churn(ctx context.Context, smp *sampler) *ChurnReport {
+	stopProgress := c.progress(smp)
+	start := time.Now()
+	wctx, wcancel := context.WithTimeout(ctx, c.cfg.Duration)
+	var wg sync.WaitGroup
+	for w := range c.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; wctx.Err() == nil; k++ {
+				c.cycle(wctx, k*c.cfg.Concurrency+w, w+k)
+			}
+		}()
+	}
+	wg.Wait()
+	wcancel()
+	stopProgress()
+	cr := &ChurnReport{Concurrency: c.cfg.Concurrency, Seconds: time.Since(start).Seconds(),
+		Cycles: c.cycles.Load(), Clean: c.clean.Load(), Resets: c.resets.Load(), Errors: c.errs.Load(),
+		ErrorSamples: c.samples, BadData: c.bad.Load(), Connect: c.conn.Summary()}
+	cr.CyclesPerSecond = float64(cr.Cycles) / cr.Seconds
+	return cr
+}
+
+// findLeaks records what did not come back down between the server's state before (b)
+// and after (a) the churn.
+func (cr *ChurnReport) findLeaks(b, a Sample) {
+	if !b.OK || !a.OK {
+		return
+	}
+	if a.Followers > b.Followers {
+		cr.Leaks = append(cr.Leaks, fmt.Sprintf("the server counts %.0f followers, %.0f before", a.Followers, b.Followers))
+	}
+	// A few goroutines come and go (the scrape's connection, timers); a leak of one per
+	// cycle would be thousands.
+	if a.Goroutines > b.Goroutines+50 {
+		cr.Leaks = append(cr.Leaks, fmt.Sprintf("%.0f goroutines, %.0f before", a.Goroutines, b.Goroutines))
+	}
+	if a.OpenFDs > b.OpenFDs+50 {
+		cr.Leaks = append(cr.Leaks, fmt.Sprintf("%.0f open files, %.0f before", a.OpenFDs, b.OpenFDs))
+	}
 }
 
 // cycle is the life of follower i: connect, read a little, vanish. Its transport (for
@@ -365,12 +394,4 @@ func (c *churner) progress(smp *sampler) (stop func()) {
 		return fmt.Sprintf("churning  %d cycles, %d errors  server %s RSS, %.0f goroutines, %.0f followers",
 			c.cycles.Load(), c.errs.Load(), mib(s.RSSBytes), s.Goroutines, s.Followers)
 	})
-}
-
-func cmpOr[T comparable](v, d T) T {
-	var zero T
-	if v == zero {
-		return d
-	}
-	return v
 }

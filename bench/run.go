@@ -185,6 +185,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return r.execute(ctx, runCtx, cancel)
 }
 
+// execute carries out the run: it creates the streams, connects every follower, lets
+// them idle, publishes, and reports once the followers have caught up (or DrainTimeout
+// passed) and the server has settled.
 func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*Report, error) {
 	cfg := r.cfg
 	rep := &Report{Mode: "streams", URL: cfg.URL, Target: cfg.Target, Transport: cfg.Transport, Streams: cfg.Streams,
@@ -201,27 +204,8 @@ func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*
 	stopProgress := r.progress()
 	defer stopProgress()
 
-	// Connect every follower, a bounded number at a time; each then reads on its own.
-	r.phase.Store("connecting")
-	deadline, _ := ctx.Deadline()
-	var connected, done sync.WaitGroup
-	sem := make(chan struct{}, cfg.ConnectConcurrency)
-	start := time.Now()
-	for i := range r.fs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			r.fs[i].err = ctx.Err()
-			continue
-		}
-		connected.Add(1)
-		done.Add(1)
-		go r.follow(ctx, i, sem, deadline, &connected, &done)
-	}
-	connected.Wait()
-	rep.Connect.WallSeconds = time.Since(start).Seconds()
+	var done sync.WaitGroup
+	rep.Connect.WallSeconds = r.connectAll(ctx, &done)
 	if err := sleep(ctx, cfg.IdleWait); err != nil {
 		cancel()
 		done.Wait()
@@ -229,23 +213,7 @@ func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*
 		return nil, fmt.Errorf("interrupted while connecting: %w", err)
 	}
 	rep.Server.Idle = r.sc.scrape(ctx)
-
-	// Publish on every stream at once, then give the followers time to catch up.
-	r.phase.Store("publishing")
-	pubStart, cpuStart := time.Now(), selfCPU()
-	var producing sync.WaitGroup
-	for _, p := range r.ps {
-		producing.Add(1)
-		go func() { defer producing.Done(); p.run(ctx, r.t, r.id, deadline) }()
-	}
-	producing.Wait()
-	r.phase.Store("draining")
-	if !waitTimeout(&done, r.cfg.DrainTimeout) {
-		cancel() // cut the followers that still wait
-		done.Wait()
-	}
-	rep.DeliverySeconds = time.Since(pubStart).Seconds()
-	rep.Bench = BenchCost{Cores: runtime.NumCPU(), CPUDeliverySeconds: (selfCPU() - cpuStart).Seconds()}
+	pubStart := r.publish(ctx, cancel, &done, rep)
 	r.phase.Store("settling")
 
 	// The server's state once it has seen every follower go.
@@ -258,6 +226,55 @@ func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*
 	rep.Server.Peak = r.smp.finish()
 	r.summarize(rep, pubStart)
 	return rep, nil
+}
+
+// connectAll connects every follower, ConnectConcurrency at a time, and returns the
+// seconds it took once all are connected (or failed); each then reads on its own, and
+// done is marked when it ends.
+func (r *run) connectAll(ctx context.Context, done *sync.WaitGroup) float64 {
+	r.phase.Store("connecting")
+	deadline, _ := ctx.Deadline()
+	var connected sync.WaitGroup
+	sem := make(chan struct{}, r.cfg.ConnectConcurrency)
+	start := time.Now()
+	for i := range r.fs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			r.fs[i].err = ctx.Err()
+			continue
+		}
+		connected.Add(1)
+		done.Add(1)
+		go r.follow(ctx, i, sem, deadline, &connected, done)
+	}
+	connected.Wait()
+	return time.Since(start).Seconds()
+}
+
+// publish runs every producer at once, then gives the followers DrainTimeout to catch
+// up before it cuts them (cancel). It returns when publishing started, and records the
+// delivery time and the bench's own CPU time in rep.
+func (r *run) publish(ctx context.Context, cancel context.CancelFunc, done *sync.WaitGroup, rep *Report) time.Time {
+	r.phase.Store("publishing")
+	deadline, _ := ctx.Deadline()
+	pubStart, cpuStart := time.Now(), selfCPU()
+	var producing sync.WaitGroup
+	for _, p := range r.ps {
+		producing.Add(1)
+		go func() { defer producing.Done(); p.run(ctx, r.t, r.id, deadline) }()
+	}
+	producing.Wait()
+	r.phase.Store("draining")
+	if !waitTimeout(done, r.cfg.DrainTimeout) {
+		cancel() // cut the followers that still wait
+		done.Wait()
+	}
+	rep.DeliverySeconds = time.Since(pubStart).Seconds()
+	rep.Bench = BenchCost{Cores: runtime.NumCPU(), CPUDeliverySeconds: (selfCPU() - cpuStart).Seconds()}
+	return pubStart
 }
 
 // follow connects follower i and reads until its stream ends.

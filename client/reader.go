@@ -26,8 +26,14 @@ type ReaderOptions struct {
 	Offset                 int64         // where to start [0]
 	NoFollow               bool          // read what is stored now, then io.EOF
 	MinBackoff, MaxBackoff time.Duration // delays between reconnects, doubling with jitter [100ms, 5s]
-	MaxAttempts            int           // consecutive failed connects before giving up; 0 = forever
-	Logger                 *slog.Logger  // [discard]
+	MaxAttempts            int           // consecutive failed connects before giving up; 0 = no limit
+	// MaxRetryTime bounds the time that consecutive failed connects may go on: the
+	// Reader gives up at the first failure this long after the first of them, and never
+	// waits past it for a retry; 0 = no limit. A follower that must not wait forever for
+	// a server that is down sets it: with MaxAttempts alone, the time depends on the
+	// backoff and on how long each attempt takes to fail.
+	MaxRetryTime time.Duration
+	Logger       *slog.Logger // [discard]
 }
 
 // Reader follows a stream over the raw transport, counting bytes so that it knows its
@@ -47,11 +53,12 @@ type Reader struct {
 	off    atomic.Int64
 
 	// Only Read uses these.
-	err      error // sticky: io.EOF, or why the Reader gave up
-	failures int   // consecutive connects that brought no byte
-	lastErr  error // the last failure, whose Retry-After may say how long to wait
-	started  bool  // a connect was tried: the next one is a reconnect
-	got      bool  // the current response brought bytes
+	err          error     // sticky: io.EOF, or why the Reader gave up
+	failures     int       // consecutive connects that brought no byte
+	failingSince time.Time // when the first of them failed
+	lastErr      error     // the last failure, whose Retry-After may say how long to wait
+	started      bool      // a connect was tried: the next one is a reconnect
+	got          bool      // the current response brought bytes
 
 	mu      sync.Mutex
 	body    io.ReadCloser // the current response, if any
@@ -135,7 +142,7 @@ func (r *Reader) current() (io.ReadCloser, error) {
 		return r.body, nil
 	}
 	r.mu.Unlock()
-	if r.started && !backoff.Sleep(r.ctx, retryDelay(r.lastErr, backoff.Delay(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures)-1))) {
+	if r.started && !backoff.Sleep(r.ctx, r.delay()) {
 		return nil, errReaderClosed
 	}
 	r.started = true
@@ -151,6 +158,16 @@ func (r *Reader) current() (io.ReadCloser, error) {
 	}
 	r.body, r.reading, r.got = body, true, false
 	return body, nil
+}
+
+// delay is the wait before a reconnect: the backoff, or what the last failure's
+// Retry-After asks, cut short so as not to wait past MaxRetryTime.
+func (r *Reader) delay() time.Duration {
+	d := retryDelay(r.lastErr, backoff.Delay(r.opts.MinBackoff, r.opts.MaxBackoff, max(1, r.failures)-1))
+	if r.opts.MaxRetryTime > 0 && r.failures > 0 {
+		d = max(0, min(d, time.Until(r.failingSince.Add(r.opts.MaxRetryTime))))
+	}
+	return d
 }
 
 // connect asks for the stream from the current offset.
@@ -204,12 +221,20 @@ func (r *Reader) fail(err error) {
 	r.failed(err)
 }
 
-// failed counts a connect that brought no byte, giving up after MaxAttempts in a row.
+// failed counts a connect that brought no byte, giving up after MaxAttempts in a row,
+// or once they have gone on for MaxRetryTime.
 func (r *Reader) failed(err error) {
 	r.failures++
 	r.lastErr = err
+	if r.failures == 1 {
+		r.failingSince = time.Now()
+	}
 	if r.opts.MaxAttempts > 0 && r.failures >= r.opts.MaxAttempts {
 		r.finish(fmt.Errorf("giving up after %d failed attempts: %w", r.failures, err))
+		return
+	}
+	if d := r.opts.MaxRetryTime; d > 0 && time.Since(r.failingSince) >= d {
+		r.finish(fmt.Errorf("giving up after %d failed attempts in %v: %w", r.failures, d, err))
 		return
 	}
 	r.log.Warn("connection failed; retrying", "offset", r.off.Load(), "attempt", r.failures, "err", err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -234,5 +235,32 @@ func TestReaderClose(t *testing.T) {
 	resp.Body.Close()
 	if resp.Header.Get("Stream-Closed") != "false" {
 		t.Errorf("Stream-Closed = %q after a follower left", resp.Header.Get("Stream-Closed"))
+	}
+}
+
+// TestReaderMaxRetryTime proves "MaxRetryTime bounds the time that consecutive failed
+// connects may go on, and the Reader never waits past it for a retry": against a port
+// where nothing listens, with a backoff of a minute (so that the first retry alone would
+// wait 30 s or more), a Read gives up once MaxRetryTime has passed, with the connection
+// error, and long before that first backoff would have ended.
+func TestReaderMaxRetryTime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/streams/down"
+	ln.Close() // connections are refused from now on
+	const limit = 500 * time.Millisecond
+	r := NewReader(url, ReaderOptions{MinBackoff: time.Minute, MaxBackoff: time.Minute, MaxRetryTime: limit})
+	defer r.Close()
+	start := time.Now()
+	res := clWait(t, r, clRead(r))
+	elapsed := time.Since(start)
+	var op *net.OpError
+	if !errors.As(res.err, &op) || op.Op != "dial" || !strings.Contains(res.err.Error(), "giving up") {
+		t.Fatalf("Read: %v; want a dial error, given up on", res.err)
+	}
+	if elapsed < limit {
+		t.Errorf("gave up after %v, before MaxRetryTime (%v)", elapsed, limit)
 	}
 }

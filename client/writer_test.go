@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
 	sluicehttp "github.com/sluicehq/sluice/http"
+	"github.com/sluicehq/sluice/internal/nettest"
 )
 
 // clTimeout bounds every wait of the client tests; it is a failure bound, not a pace.
@@ -473,36 +474,12 @@ func TestWriterFlakyNetwork(t *testing.T) {
 	clEqual(t, "stored stream", clStored(t, ts.url+"/streams/flaky"), want)
 }
 
-// clRefuser is a listener that accepts connections and closes them at once, counting
-// them: a server that is up but broken.
-func clRefuser(t *testing.T) (url string, accepted *atomic.Int64) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = new(atomic.Int64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return "http://" + ln.Addr().String(), accepted
-}
-
 // TestWriterBackoff proves "exponential backoff and jitter" (no hot loop against a dead
 // server): in 2 s against a server that drops every connection, a Writer with the
 // default backoff (100 ms doubling, with jitter) makes a handful of attempts, not
 // hundreds; and Close, bounded by its deadline, reports ErrNotDelivered.
 func TestWriterBackoff(t *testing.T) {
-	url, accepted := clRefuser(t)
+	url, accepted := nettest.Refuser(t)
 	w, err := NewWriter(url+"/streams/dead", WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -530,7 +507,7 @@ func TestWriterBackoff(t *testing.T) {
 // Close reports ErrNotDelivered with the cause, without the URL's query string (it may
 // hold a secret).
 func TestWriterMaxAttempts(t *testing.T) {
-	url, accepted := clRefuser(t)
+	url, accepted := nettest.Refuser(t)
 	spool := t.TempDir()
 	w, err := NewWriter(url+"/streams/dead?token=s3cret", WriterOptions{MaxAttempts: 3, MinBackoff: time.Millisecond, SpoolDir: spool})
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,29 +14,21 @@ import (
 	"github.com/sluicehq/sluice/s3"
 )
 
-// archiveConfig is where sluice serve archives closed streams.
-type archiveConfig struct {
-	url                                string
-	retention                          time.Duration
-	endpoint, region                   string
-	pathStyle                          bool
-	accessKey, secretKey, sessionToken string
-}
-
-func archiveFlags(fs *flag.FlagSet, c *archiveConfig) {
-	fs.StringVar(&c.url, "archive", "", "`where` closed streams are archived: file:///path, s3://bucket/prefix, or off (default file://<data-dir>/archive)")
-	fs.DurationVar(&c.retention, "archive-retention", time.Hour, "how long a stream's live copy stays after its archive is confirmed (`time`; 0s removes it at once)")
-	fs.StringVar(&c.endpoint, "s3-endpoint", "", "S3 endpoint `URL` (default AWS S3), e.g. https://ACCOUNT.r2.cloudflarestorage.com or http://127.0.0.1:9000")
-	fs.StringVar(&c.region, "s3-region", "", "S3 `region` (default $AWS_REGION, else found by the client; auto for R2)")
-	fs.BoolVar(&c.pathStyle, "s3-path-style", false, "address buckets as ENDPOINT/BUCKET (MinIO and most self-hosted services)")
-	fs.StringVar(&c.accessKey, "s3-access-key", "", "S3 access `key` (default $AWS_ACCESS_KEY_ID, ~/.aws/credentials or the IAM role)")
-	fs.StringVar(&c.secretKey, "s3-secret-key", "", "S3 secret `key` (default $AWS_SECRET_ACCESS_KEY)")
-	fs.StringVar(&c.sessionToken, "s3-session-token", "", "S3 session `token` (default $AWS_SESSION_TOKEN)")
+// archiveFlags are where sluice serve archives closed streams.
+type archiveFlags struct {
+	URL          string        `name:"archive" placeholder:"WHERE" help:"Where closed streams are archived: file:///path, s3://bucket/prefix, or off (default file://<data-dir>/archive)."`
+	Retention    time.Duration `name:"archive-retention" default:"1h" placeholder:"TIME" help:"How long a stream's live copy stays after its archive is confirmed; 0s removes it at once."`
+	Endpoint     string        `name:"s3-endpoint" placeholder:"URL" help:"S3 endpoint URL (default AWS S3), e.g. https://ACCOUNT.r2.cloudflarestorage.com or http://127.0.0.1:9000."`
+	Region       string        `name:"s3-region" placeholder:"REGION" help:"S3 region (default $$AWS_REGION, else found by the client; auto for R2)."`
+	PathStyle    bool          `name:"s3-path-style" help:"Address buckets as ENDPOINT/BUCKET (MinIO and most self-hosted services)."`
+	AccessKey    string        `name:"s3-access-key" placeholder:"KEY" help:"S3 access key (default $$AWS_ACCESS_KEY_ID, ~/.aws/credentials or the IAM role)."`
+	SecretKey    string        `name:"s3-secret-key" placeholder:"KEY" help:"S3 secret key (default $$AWS_SECRET_ACCESS_KEY)."`
+	SessionToken string        `name:"s3-session-token" placeholder:"TOKEN" help:"S3 session token (default $$AWS_SESSION_TOKEN)."`
 }
 
 // open returns the configured archive, or nil when archiving is off.
-func (c *archiveConfig) open(dataDir string) (sluice.Archive, error) {
-	u := c.url
+func (c *archiveFlags) open(dataDir string) (sluice.Archive, error) {
+	u := c.URL
 	switch {
 	case u == "off":
 		return nil, nil
@@ -54,14 +45,14 @@ func (c *archiveConfig) open(dataDir string) (sluice.Archive, error) {
 		if err != nil {
 			return nil, usageError{err}
 		}
-		region := c.region
+		region := c.Region
 		if region == "" {
 			region = os.Getenv("AWS_REGION")
 		}
 		return s3.New(s3.Config{
 			Bucket: bucket, Prefix: prefix,
-			Endpoint: c.endpoint, Region: region, PathStyle: c.pathStyle,
-			AccessKey: c.accessKey, SecretKey: c.secretKey, SessionToken: c.sessionToken,
+			Endpoint: c.Endpoint, Region: region, PathStyle: c.PathStyle,
+			AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
 		})
 	}
 	return nil, usageError{fmt.Errorf("--archive %q: want file:///path, s3://bucket/prefix or off", u)}

@@ -3,239 +3,107 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/pprof"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/sluicehq/sluice/bench"
 )
 
-const benchUsage = `Usage: sluice bench fanout|streams|ingest|churn URL [flags]
+// benchCmd is sluice bench: one command a mode.
+type benchCmd struct {
+	Fanout  benchFanoutCmd  `cmd:"" help:"One stream, --followers N (a list is a sweep: 1000,5000,10000, with --chart)."`
+	Streams benchStreamsCmd `cmd:"" help:"--streams K streams with --followers F each, all at once."`
+	Ingest  benchIngestCmd  `cmd:"" help:"One producer as fast as the server takes it, --followers F that must keep up."`
+	Churn   benchChurnCmd   `cmd:"" help:"Followers connect, read a little and vanish (clean close or reset) for --duration; server goroutines and memory before and after."`
+}
 
-Loads the Sluice server at URL (http(s)://host[:port]) and reports what it carries.
-Every follower checks that it got exactly the published bytes, in order, once; the
-exit status is 1 if any did not. Server figures come from URL/metrics, or for a server
-on this machine from /proc (--server-pid). It contacts no other host, and stops by
-itself (--timeout bounds the whole run).
+func (benchCmd) Help() string {
+	return `Loads the Sluice server at URL (http(s)://host[:port]) and reports what it carries. Every follower checks that it got exactly the published bytes, in order, once. Server figures come from URL/metrics, or for a server on this machine from /proc (--server-pid). It contacts no other host, and stops by itself (--timeout bounds the whole run). fanout --target nchan loads Nchan instead, for comparison (deploy/nchan-bench.conf).
 
-  fanout   one stream, --followers N (a list is a sweep: 1000,5000,10000, with --chart);
-           --target nchan loads Nchan instead, for comparison (deploy/nchan-bench.conf)
-  streams  --streams K streams with --followers F each, all at once
-  ingest   one producer as fast as the server takes it, --followers F that must keep up
-  churn    followers connect, read a little and vanish (clean close or reset) for
-           --duration, --concurrency at a time; server goroutines and memory before/after
+` + benchExitStatus + `
 
 Examples:
   sluice bench fanout http://127.0.0.1:8080 --followers 1000,5000,10000 --rate 20 --lines 200 --source-addrs 4 --chart fanout.svg
   sluice bench streams http://127.0.0.1:8080 --streams 1000 --followers 10
   sluice bench ingest http://127.0.0.1:8080 --bytes 1GiB
   sluice bench churn http://127.0.0.1:8080 --duration 10m --json > churn.json
-  sluice bench fanout http://127.0.0.1:8081 --target nchan --server-pid $(cat nginx.pid) --followers 1000
-
-Flags:
-`
-
-// benchOptions is what sluice bench is told by flags and environment.
-type benchOptions struct {
-	cfg         bench.Config
-	churn       bench.ChurnConfig
-	followers   string // fanout: a list
-	sourceAddrs string
-	bytes       string
-	chart       string
-	json, quiet bool
-	cpuProfile  string
-	pause       time.Duration
+  sluice bench fanout http://127.0.0.1:8081 --target nchan --server-pid $(cat nginx.pid) --followers 1000`
 }
 
-func benchFlags(mode string, stderr io.Writer) (*flag.FlagSet, *benchOptions) {
-	o := &benchOptions{}
-	c := &o.cfg
-	fs := flag.NewFlagSet("bench "+mode, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); printDefaults(stderr, fs) }
-	transport, followers, lineSize, rate := "sse", "100", 128, 20.0
-	switch mode {
-	case "streams":
-		followers = "10"
-	case "ingest":
-		transport, followers, lineSize, rate = "raw", "1", 1024, 0
-	case "churn":
-		transport, rate = "mix", 10
-	}
-	fs.StringVar(&c.Transport, "transport", transport, "follower `transport`: sse, raw, websocket or mix")
-	fs.IntVar(&c.LineSize, "line-size", lineSize, "`bytes` per published line, newline included")
-	fs.Float64Var(&c.Rate, "rate", rate, "`lines` per second each producer writes; 0 for as fast as the server takes them")
-	fs.StringVar(&o.sourceAddrs, "source-addrs", "", "spread connections over `N` loopback addresses 127.0.0.2.. (or a comma-separated list of local IPs)")
-	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 30*time.Second, "longest `time` to connect one follower and get its response head")
-	fs.StringVar(&c.MetricsURL, "metrics-url", "", "`URL` of the server's Prometheus metrics (default URL/metrics)")
-	fs.StringVar(&c.KeyPrefix, "key-prefix", "", "streams are `prefix`/...; default bench/<random>")
-	fs.BoolVar(&o.json, "json", false, "print the report as JSON (a list of reports for a sweep)")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on a terminal")
-	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the bench itself to `file`, to tell its own cost from the server's")
-	if mode == "churn" {
-		ch := &o.churn
-		fs.IntVar(&ch.Concurrency, "concurrency", 100, "followers connected at a time")
-		fs.DurationVar(&ch.Duration, "duration", time.Minute, "how long to churn")
-		fs.IntVar(&ch.ReadBytes, "read-bytes", 512, "a follower leaves after this many `bytes`")
-		fs.DurationVar(&ch.Hold, "hold", 2*time.Second, "or after this `time`")
-		fs.DurationVar(&ch.Settle, "settle", 30*time.Second, "most `time` to wait afterwards for the server to drop every follower")
-		return fs, o
-	}
-	fs.StringVar(&o.followers, "followers", followers, "followers of each stream (fanout: a comma-separated list runs a sweep)")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "read the server's RSS, CPU time and open files from /proc for process `PID` and its children (a server on this machine, such as nginx's master) instead of /metrics")
-	fs.StringVar(&o.bytes, "bytes", "", "stop each producer after this `size` (1GiB, 500MB, ...)")
-	fs.Int64Var(&c.Lines, "lines", 0, "stop each producer after this many `lines` (200 if no --lines, --bytes or --duration)")
-	fs.DurationVar(&c.Duration, "duration", 0, "stop each producer after this `time`")
-	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 256, "`connections` being opened at once")
-	fs.DurationVar(&c.IdleWait, "idle-wait", 2*time.Second, "`pause` with all followers connected and idle, for the idle memory figure")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", time.Minute, "most `time` followers may lag after the producers end")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default: the publishing time plus 10m)")
-	switch mode {
-	case "streams":
-		fs.IntVar(&c.Streams, "streams", 100, "streams, each with its producer and --followers followers")
-	case "fanout":
-		fs.StringVar(&o.chart, "chart", "", "write an SVG `file` of latency and memory against followers")
-		fs.StringVar(&c.Target, "target", "sluice", "the `server` at URL: sluice, or nchan (Nchan in nginx as in deploy/nchan-bench.conf: each line POSTed as a message to /pub/{key}, SSE followers of /sub/{key})")
-		fs.DurationVar(&o.pause, "pause", 5*time.Second, "`pause` between the runs of a sweep")
-	}
-	if mode == "ingest" {
-		fs.Lookup("bytes").DefValue = "1GiB"
-		o.bytes = "1GiB"
-	}
-	return fs, o
+const benchExitStatus = `Exit status:
+  0    every follower got exactly the published bytes (churn: and nothing leaked)
+  1    a follower did not, or the run could not be carried out
+  2    bad flags or arguments`
+
+// benchFlags are the flags of every mode of sluice bench. Their defaults are the mode's,
+// set by its embed tag.
+type benchFlags struct {
+	URL            string  `arg:"" help:"The server: http(s)://host[:port]."`
+	Transport      string  `default:"${transport}" enum:"sse,raw,websocket,mix" placeholder:"TRANSPORT" help:"Follower transport: sse, raw, websocket or mix."`
+	LineSize       int     `default:"${line_size}" placeholder:"BYTES" help:"Bytes per published line, newline included."`
+	Rate           float64 `default:"${rate}" placeholder:"LINES" help:"Lines per second each producer writes; 0 for as fast as the server takes them."`
+	SourceAddrs    string  `placeholder:"N" help:"Spread connections over N loopback addresses 127.0.0.2.. (or a comma-separated list of local IPs)."`
+	ConnectTimeout seconds `default:"30s" placeholder:"TIME" help:"Longest time to connect one follower and get its response head."`
+	MetricsURL     string  `name:"metrics-url" placeholder:"URL" help:"URL of the server's Prometheus metrics (default URL/metrics)."`
+	KeyPrefix      string  `placeholder:"PREFIX" help:"Streams are PREFIX/...; default bench/<random>."`
+	JSON           bool    `name:"json" help:"Print the report as JSON (a list of reports for a sweep)."`
+	Quiet          bool    `help:"No progress line on a terminal."`
+	CPUProfile     string  `placeholder:"FILE" help:"Write a CPU profile of the bench itself to FILE, to tell its own cost from the server's."`
+
+	sources []string // SourceAddrs, expanded by validate
 }
 
-func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprint(stdout, benchUsage)
-			return flag.ErrHelp
-		}
-		fmt.Fprint(stderr, benchUsage)
-		return usageError{errors.New("bench: no mode given (fanout, streams, ingest or churn)")}
-	}
-	mode, rest := args[0], args[1:]
-	switch mode {
-	case "fanout", "streams", "ingest", "churn":
-	default:
-		fmt.Fprint(stderr, benchUsage)
-		return usageError{fmt.Errorf("bench: unknown mode %q (want fanout, streams, ingest or churn)", mode)}
-	}
-	fs, o := benchFlags(mode, stderr)
-	// The URL comes right after the mode, or last.
-	var url string
-	switch {
-	case len(rest) > 0 && !strings.HasPrefix(rest[0], "-"):
-		url, rest = rest[0], rest[1:]
-	case len(rest) > 0 && strings.Contains(rest[len(rest)-1], "://"):
-		url, rest = rest[len(rest)-1], rest[:len(rest)-1]
-	}
-	if err := parseFlags(fs, rest); err != nil {
-		return err
-	}
-	if url == "" {
-		return usageError{errors.New("bench: no URL given")}
-	}
-	if t := o.cfg.Transport; t != "mix" && !slices.Contains(bench.Transports, t) {
-		return usageError{fmt.Errorf("--transport %q: want sse, raw, websocket or mix", t)}
-	}
-	switch t := o.cfg.Target; {
-	case t != "" && t != "sluice" && t != "nchan":
-		return usageError{fmt.Errorf("--target %q: want sluice or nchan", t)}
-	case t == "nchan" && o.cfg.Transport != "sse":
-		return usageError{fmt.Errorf("--target nchan: --transport %q; Nchan is followed with sse only", o.cfg.Transport)}
-	}
-	sources, err := bench.SourceAddrs(o.sourceAddrs)
-	if err != nil {
-		return usageError{err}
-	}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	var progress io.Writer
-	if f, ok := stderr.(*os.File); ok && !o.quiet && benchTerminal(f) {
-		progress = stderr
-	}
-	if mode == "churn" {
-		ch := o.churn
-		ch.URL, ch.Transport, ch.LineSize, ch.Rate = url, o.cfg.Transport, o.cfg.LineSize, o.cfg.Rate
-		ch.SourceAddrs, ch.ConnectTimeout, ch.MetricsURL, ch.KeyPrefix, ch.Progress = sources, o.cfg.ConnectTimeout, o.cfg.MetricsURL, o.cfg.KeyPrefix, progress
-		rep, err := bench.Churn(ctx, ch)
-		if err != nil {
-			return err
-		}
-		return o.output(stdout, []*bench.Report{rep}, false)
-	}
-	c := o.cfg
-	c.URL, c.SourceAddrs, c.Progress = url, sources, progress
-	if o.bytes != "" {
-		if c.Bytes, err = parseSize(o.bytes); err != nil {
-			return usageError{fmt.Errorf("--bytes: %w", err)}
+// validate checks the flags, and the counts of --followers, and expands --source-addrs.
+func (b *benchFlags) validate(followers ...int) (err error) {
+	for _, n := range followers {
+		if n <= 0 {
+			return fmt.Errorf("--followers %d: want 1 or more", n)
 		}
 	}
-	ns, err := parseCounts(o.followers)
-	if err != nil {
-		return usageError{fmt.Errorf("--followers: %w", err)}
-	}
-	if mode != "fanout" && len(ns) != 1 {
-		return usageError{errors.New("--followers: a list is for fanout sweeps only")}
-	}
-	c.Followers = ns[0]
-	var reps []*bench.Report
-	switch mode {
-	case "fanout":
-		reps, err = bench.Fanout(ctx, c, ns, o.pause)
-	case "streams":
-		var rep *bench.Report
-		rep, err = bench.Streams(ctx, c)
-		reps = append(reps, rep)
-	case "ingest":
-		var rep *bench.Report
-		rep, err = bench.Ingest(ctx, c)
-		reps = append(reps, rep)
-	}
-	if err != nil && (len(reps) == 0 || reps[0] == nil) {
-		return err
-	}
-	if o.chart != "" {
-		if err := writeChartFile(o.chart, reps); err != nil {
-			return err
-		}
-	}
-	if oerr := o.output(stdout, reps, len(ns) > 1); oerr != nil {
-		return oerr
-	}
+	b.sources, err = bench.SourceAddrs(b.SourceAddrs)
 	return err
 }
 
+// start begins a run of any mode: the CPU profile (until stop is called) and the
+// configuration the modes share, with a progress line on a terminal.
+func (b *benchFlags) start(con *console) (cfg bench.Config, stop func(), err error) {
+	stop = func() {}
+	if b.CPUProfile != "" {
+		f, err := os.Create(b.CPUProfile)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return cfg, nil, fmt.Errorf("--cpu-profile: %w", err)
+		}
+		stop = func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	cfg = bench.Config{URL: b.URL, Transport: b.Transport, LineSize: b.LineSize, Rate: b.Rate,
+		SourceAddrs: b.sources, ConnectTimeout: time.Duration(b.ConnectTimeout), MetricsURL: b.MetricsURL,
+		KeyPrefix: b.KeyPrefix}
+	if !b.Quiet && isTerminal(con.stderr) {
+		cfg.Progress = con.stderr
+	}
+	return cfg, stop, nil
+}
+
 // output prints the reports and fails if any follower was incomplete.
-func (o *benchOptions) output(stdout io.Writer, reps []*bench.Report, sweep bool) error {
-	if o.json {
+func (b *benchFlags) output(stdout io.Writer, reps []*bench.Report, sweep bool) error {
+	if b.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		var err error
+		var v any = reps[0]
 		if sweep {
-			err = enc.Encode(reps)
-		} else {
-			err = enc.Encode(reps[0])
+			v = reps
 		}
-		if err != nil {
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
 	} else {
@@ -256,6 +124,151 @@ func (o *benchOptions) output(stdout io.Writer, reps []*bench.Report, sweep bool
 	return nil
 }
 
+// benchRunFlags are the flags of the modes that publish and follow (all but churn).
+type benchRunFlags struct {
+	ServerPID          int           `placeholder:"PID" help:"Read the server's RSS, CPU time and open files from /proc for process PID and its children (a server on this machine, such as nginx's master) instead of /metrics."`
+	Bytes              size          `default:"${bytes=}" placeholder:"SIZE" help:"Stop each producer after this size: 1GiB, 500MB (KiB, MiB, GiB are powers of 1024; kB, MB, GB of 1000)."`
+	Lines              int64         `placeholder:"N" help:"Stop each producer after this many lines (200 if no --lines, --bytes or --duration)."`
+	Duration           time.Duration `placeholder:"TIME" help:"Stop each producer after this time."`
+	ConnectConcurrency int           `default:"256" placeholder:"N" help:"Connections being opened at once."`
+	IdleWait           time.Duration `default:"2s" placeholder:"TIME" help:"Pause with all followers connected and idle, for the idle memory figure."`
+	DrainTimeout       time.Duration `default:"1m" placeholder:"TIME" help:"Most time followers may lag after the producers end."`
+	Timeout            time.Duration `placeholder:"TIME" help:"Bound on the whole run (default: the publishing time plus 10m)."`
+}
+
+// apply sets the run flags in cfg.
+func (r *benchRunFlags) apply(cfg *bench.Config) {
+	cfg.ServerPID, cfg.Bytes, cfg.Lines, cfg.Duration = r.ServerPID, int64(r.Bytes), r.Lines, r.Duration
+	cfg.ConnectConcurrency, cfg.IdleWait, cfg.DrainTimeout, cfg.Timeout = r.ConnectConcurrency, r.IdleWait, r.DrainTimeout, r.Timeout
+}
+
+// benchFanoutCmd is sluice bench fanout.
+type benchFanoutCmd struct {
+	Bench     benchFlags    `embed:"" set:"transport=sse" set:"line_size=128" set:"rate=20"`
+	Limits    benchRunFlags `embed:""`
+	Followers []int         `default:"100" sep:"," placeholder:"N" help:"Followers of the stream; a comma-separated list runs a sweep."`
+	Chart     string        `placeholder:"FILE" help:"Write an SVG file of latency and memory against followers."`
+	Target    string        `default:"sluice" enum:"sluice,nchan" placeholder:"SERVER" help:"The server at URL: sluice, or nchan (Nchan in nginx as in deploy/nchan-bench.conf: each line POSTed as a message to /pub/{key}, SSE followers of /sub/{key})."`
+	Pause     time.Duration `default:"5s" placeholder:"TIME" help:"Pause between the runs of a sweep."`
+}
+
+func (benchFanoutCmd) Help() string { return benchExitStatus }
+
+func (c *benchFanoutCmd) Validate() error {
+	if c.Target == "nchan" && c.Bench.Transport != "sse" {
+		return fmt.Errorf("--target nchan: --transport %q; Nchan is followed with sse only", c.Bench.Transport)
+	}
+	return c.Bench.validate(c.Followers...)
+}
+
+func (c *benchFanoutCmd) Run(ctx context.Context, con *console) error {
+	cfg, stop, err := c.Bench.start(con)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	c.Limits.apply(&cfg)
+	cfg.Target, cfg.Followers = c.Target, c.Followers[0]
+	reps, err := bench.Fanout(ctx, cfg, c.Followers, c.Pause)
+	if len(reps) == 0 {
+		return err
+	}
+	if c.Chart != "" {
+		if err := writeChartFile(c.Chart, reps); err != nil {
+			return err
+		}
+	}
+	if oerr := c.Bench.output(con.stdout, reps, len(c.Followers) > 1); oerr != nil {
+		return oerr
+	}
+	return err
+}
+
+// benchStreamsCmd is sluice bench streams.
+type benchStreamsCmd struct {
+	Bench     benchFlags    `embed:"" set:"transport=sse" set:"line_size=128" set:"rate=20"`
+	Limits    benchRunFlags `embed:""`
+	Followers int           `default:"10" placeholder:"N" help:"Followers of each stream."`
+	Streams   int           `default:"100" placeholder:"N" help:"Streams, each with its producer and --followers followers."`
+}
+
+func (benchStreamsCmd) Help() string { return benchExitStatus }
+
+func (c *benchStreamsCmd) Validate() error { return c.Bench.validate(c.Followers) }
+
+func (c *benchStreamsCmd) Run(ctx context.Context, con *console) error {
+	return runOne(ctx, con, &c.Bench, &c.Limits, func(cfg bench.Config) (*bench.Report, error) {
+		cfg.Streams, cfg.Followers = c.Streams, c.Followers
+		return bench.Streams(ctx, cfg)
+	})
+}
+
+// benchIngestCmd is sluice bench ingest.
+type benchIngestCmd struct {
+	Bench     benchFlags    `embed:"" set:"transport=raw" set:"line_size=1024" set:"rate=0"`
+	Limits    benchRunFlags `embed:"" set:"bytes=1GiB"`
+	Followers int           `default:"1" placeholder:"N" help:"Followers of the stream, which must keep up."`
+}
+
+func (benchIngestCmd) Help() string { return benchExitStatus }
+
+func (c *benchIngestCmd) Validate() error { return c.Bench.validate(c.Followers) }
+
+func (c *benchIngestCmd) Run(ctx context.Context, con *console) error {
+	return runOne(ctx, con, &c.Bench, &c.Limits, func(cfg bench.Config) (*bench.Report, error) {
+		cfg.Followers = c.Followers
+		return bench.Ingest(ctx, cfg)
+	})
+}
+
+// runOne runs a mode that makes one report, and prints it.
+func runOne(ctx context.Context, con *console, b *benchFlags, r *benchRunFlags, mode func(bench.Config) (*bench.Report, error)) error {
+	cfg, stop, err := b.start(con)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	r.apply(&cfg)
+	rep, err := mode(cfg)
+	if rep == nil {
+		return err
+	}
+	if oerr := b.output(con.stdout, []*bench.Report{rep}, false); oerr != nil {
+		return oerr
+	}
+	return err
+}
+
+// benchChurnCmd is sluice bench churn.
+type benchChurnCmd struct {
+	Bench       benchFlags    `embed:"" set:"transport=mix" set:"line_size=128" set:"rate=10"`
+	Concurrency int           `default:"100" placeholder:"N" help:"Followers connected at a time."`
+	Duration    time.Duration `default:"1m" placeholder:"TIME" help:"How long to churn."`
+	ReadBytes   int           `default:"512" placeholder:"BYTES" help:"A follower leaves after this many bytes."`
+	Hold        time.Duration `default:"2s" placeholder:"TIME" help:"Or after this time."`
+	Settle      time.Duration `default:"30s" placeholder:"TIME" help:"Most time to wait afterwards for the server to drop every follower."`
+}
+
+func (benchChurnCmd) Help() string { return benchExitStatus }
+
+func (c *benchChurnCmd) Validate() error { return c.Bench.validate() }
+
+func (c *benchChurnCmd) Run(ctx context.Context, con *console) error {
+	cfg, stop, err := c.Bench.start(con)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rep, err := bench.Churn(ctx, bench.ChurnConfig{URL: cfg.URL, Transport: cfg.Transport, LineSize: cfg.LineSize,
+		Rate: cfg.Rate, SourceAddrs: cfg.SourceAddrs, ConnectTimeout: cfg.ConnectTimeout, MetricsURL: cfg.MetricsURL,
+		KeyPrefix: cfg.KeyPrefix, Progress: cfg.Progress, Concurrency: c.Concurrency, Duration: c.Duration,
+		ReadBytes: c.ReadBytes, Hold: c.Hold, Settle: c.Settle})
+	if err != nil {
+		return err
+	}
+	return c.Bench.output(con.stdout, []*bench.Report{rep}, false)
+}
+
 func writeChartFile(name string, reps []*bench.Report) error {
 	f, err := os.Create(name)
 	if err != nil {
@@ -268,43 +281,23 @@ func writeChartFile(name string, reps []*bench.Report) error {
 	return f.Close()
 }
 
-// parseCounts parses a comma-separated list of positive counts.
-func parseCounts(s string) ([]int, error) {
-	var ns []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%q is not a positive count", f)
-		}
-		ns = append(ns, n)
-	}
-	return ns, nil
-}
+// size is a flag of a byte count with an optional unit, as go-humanize reads them:
+// 1GiB, 500MB, 1048576. An empty value is 0: no limit.
+type size int64
 
-// parseSize parses a byte count with an optional unit: 1GiB, 500MB, 64k, 1048576.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"k", 1 << 10}, {"K", 1 << 10},
-		{"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
-	num, mult := strings.TrimSpace(s), 1.0
-	for _, u := range units {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
+func (s *size) UnmarshalText(b []byte) error {
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		*s = 0
+		return nil
 	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v <= 0 || v*mult > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size", s)
+	n, err := humanize.ParseBytes(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want a size (1GiB, 500MB, 1048576): %w", err)
+	case n == 0 || n > 1<<62:
+		return fmt.Errorf("%q: want a size from 1 byte to 4 EiB", v)
 	}
-	return int64(v * mult), nil
-}
-
-// benchTerminal reports whether f is a character device, such as a terminal.
-func benchTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	*s = size(n)
+	return nil
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,43 +20,28 @@ import (
 // logOff is a log level above every message's: no logs.
 const logOff = slog.LevelError + 4
 
-// clientConfig holds the flags that sluice run, push and tail share: how to reach the
-// server, and where their logs go. They are busltee's, with the same meaning.
-type clientConfig struct {
-	insecure       bool
-	retry          int
-	connectTimeout float64
-	requestID      string
-	logFile        string
-	logLevel       string
-	logFields      logFields
+// clientFlags are the flags that sluice run, push and tail share: how to reach the
+// server, and where their own logs go. They are busltee's, with the same meaning. Their
+// defaults are each command's (busltee's for run): connect_timeout and log_default are
+// set by its embed tag.
+type clientFlags struct {
+	Insecure       bool        `short:"k" help:"Skip the verification of the server's TLS certificate."`
+	ConnectTimeout seconds     `default:"${connect_timeout}" placeholder:"TIME" help:"Longest time to connect to the server: a duration (5s, 500ms) or, as busltee's, seconds (5, 0.5)."`
+	RequestID      string      `placeholder:"ID" help:"ID sent as the Request-Id header of every request, and logged."`
+	LogFile        string      `placeholder:"FILE" predictor:"file" help:"File to append sluice's own logs to, instead of stderr."`
+	LogLevel       *slog.Level `placeholder:"LEVEL" help:"Log level: debug, info, warn or error (default info into --log-file, ${log_default} on stderr)."`
+	LogField       []string    `placeholder:"KEY=VALUE" sep:"none" help:"Field added to every log line; repeatable."`
 }
 
-func (c *clientConfig) register(fs *flag.FlagSet, retry int, stderrLevel slog.Level) {
-	fs.BoolVar(&c.insecure, "insecure", false, "skip the verification of the server's TLS certificate")
-	fs.BoolVar(&c.insecure, "k", false, "insecure")
-	fs.IntVar(&c.retry, "retry", retry, "failed `attempts` in a row (connections, requests) before giving up on the server; 0 for no limit")
-	fs.Float64Var(&c.connectTimeout, "connect-timeout", 5, "longest `seconds` to connect to the server (fractions allowed)")
-	fs.StringVar(&c.requestID, "request-id", "", "`id` sent as the Request-Id header of every request, and logged")
-	fs.StringVar(&c.logFile, "log-file", "", "`file` to append sluice's own logs to, instead of stderr")
-	onStderr := strings.ToLower(stderrLevel.String()) + " on stderr"
-	if stderrLevel == logOff {
-		onStderr = "none on stderr, where a failure is reported in one line at the end"
+// validate checks what the parser cannot: values in range, and --log-field's form.
+func (c *clientFlags) validate() error {
+	if c.ConnectTimeout < 0 {
+		return fmt.Errorf("--connect-timeout %v: want 0 or more", time.Duration(c.ConnectTimeout))
 	}
-	fs.StringVar(&c.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default info into --log-file, "+onStderr+")")
-	fs.Var(&c.logFields, "log-field", "`key=value` added to every log line; repeatable")
-}
-
-func (c *clientConfig) check() error {
-	if c.retry < 0 {
-		return usageError{fmt.Errorf("--retry %d: want 0 or more", c.retry)}
-	}
-	if c.connectTimeout < 0 {
-		return usageError{fmt.Errorf("--connect-timeout %v: want 0 or more seconds", c.connectTimeout)}
-	}
-	var l slog.Level
-	if c.logLevel != "" && l.UnmarshalText([]byte(c.logLevel)) != nil {
-		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)}
+	for _, kv := range c.LogField {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--log-field %q: want key=value", kv)
+		}
 	}
 	return nil
 }
@@ -63,27 +49,28 @@ func (c *clientConfig) check() error {
 // logger returns the logger of sluice's own messages, on stderr at stderrLevel or in
 // --log-file at info, with --log-field's fields and the URL's secrets scrubbed. When the
 // file cannot be opened, it logs to stderr and says why.
-func (c *clientConfig) logger(stderr io.Writer, stderrLevel slog.Level, sc *scrubber) (*slog.Logger, func(), error) {
+func (c *clientFlags) logger(stderr io.Writer, stderrLevel slog.Level, sc *scrubber) (*slog.Logger, func(), error) {
 	out, closeOut, level := stderr, func() {}, stderrLevel
 	var err error
-	if c.logFile != "" {
-		f, e := os.OpenFile(c.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if c.LogFile != "" {
+		f, e := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if e != nil {
 			err = fmt.Errorf("--log-file: %w", e)
 		} else {
 			out, closeOut, level = f, func() { f.Close() }, slog.LevelInfo
 		}
 	}
-	if c.logLevel != "" {
-		level.UnmarshalText([]byte(c.logLevel)) // checked by check
+	if c.LogLevel != nil {
+		level = *c.LogLevel
 	}
 	h := slog.NewTextHandler(out, &slog.HandlerOptions{Level: level, ReplaceAttr: sc.attr})
 	log := slog.New(h)
-	for _, kv := range c.logFields {
-		log = log.With(kv[0], kv[1])
+	for _, kv := range c.LogField {
+		k, v, _ := strings.Cut(kv, "=")
+		log = log.With(k, v)
 	}
-	if c.requestID != "" {
-		log = log.With("request_id", c.requestID)
+	if c.RequestID != "" {
+		log = log.With("request_id", c.RequestID)
 	}
 	return log, closeOut, err
 }
@@ -91,85 +78,79 @@ func (c *clientConfig) logger(stderr io.Writer, stderrLevel slog.Level, sc *scru
 // httpClient returns the client of sluice's requests: --connect-timeout and --insecure,
 // TCP keepalive, a bound on the wait for response headers, and no overall timeout, which
 // would cut long publishes and follows short.
-func (c *clientConfig) httpClient() *http.Client {
+func (c *clientFlags) httpClient() *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: time.Duration(c.connectTimeout * float64(time.Second)), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: time.Duration(c.ConnectTimeout), KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   2,
 	}
-	if c.insecure {
+	if c.Insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	}
 	return &http.Client{Transport: tr}
 }
 
 // header returns the extra headers of every request.
-func (c *clientConfig) header() http.Header {
+func (c *clientFlags) header() http.Header {
 	h := http.Header{}
-	if c.requestID != "" {
-		h.Set("Request-Id", c.requestID)
+	if c.RequestID != "" {
+		h.Set("Request-Id", c.RequestID)
 	}
 	return h
 }
 
-// writerConfig holds the flags of the commands that publish (run and push).
-type writerConfig struct {
-	streamRetry   int
-	uploadTimeout time.Duration
-	spoolDir      string
+// writerFlags are the flags of the commands that publish (run and push). Their defaults
+// are each command's, set by its embed tag.
+type writerFlags struct {
+	Retry         int           `default:"${retry}" placeholder:"N" help:"Retries of a failed attempt (a connection, a request) in a row before giving up on the server, as busltee's --retry: 0 tries once."`
+	StreamRetry   int           `default:"${stream_retry}" placeholder:"N" help:"busltee's retries after a lost connection; Sluice counts them with --retry's, and the larger of the two applies."`
+	UploadTimeout time.Duration `default:"${upload_timeout}" placeholder:"TIME" help:"Longest time to wait for the upload to finish${upload_timeout_note}."`
+	SpoolDir      string        `placeholder:"DIR" predictor:"dir" help:"Directory of the spool file that holds the output until the server has it (default $$TMPDIR or /tmp)."`
 }
 
-func (c *writerConfig) register(fs *flag.FlagSet, uploadTimeout time.Duration, timeoutNote string) {
-	fs.IntVar(&c.streamRetry, "stream-retry", 0, "busltee's budget of `reconnections` after a lost connection; Sluice counts them with --retry's attempts, and the larger of the two applies")
-	fs.DurationVar(&c.uploadTimeout, "upload-timeout", uploadTimeout, "longest `time` to wait for the upload to finish"+timeoutNote)
-	fs.StringVar(&c.spoolDir, "spool-dir", "", "`directory` of the spool file that holds the output until the server has it (default $TMPDIR or /tmp)")
-}
-
-func (c *writerConfig) check() error {
-	if c.streamRetry < 0 {
-		return usageError{fmt.Errorf("--stream-retry %d: want 0 or more", c.streamRetry)}
-	}
-	if c.uploadTimeout < 0 {
-		return usageError{fmt.Errorf("--upload-timeout %v: want 0 or more", c.uploadTimeout)}
+func (c *writerFlags) validate() error {
+	switch {
+	case c.Retry < 0:
+		return fmt.Errorf("--retry %d: want 0 or more", c.Retry)
+	case c.StreamRetry < 0:
+		return fmt.Errorf("--stream-retry %d: want 0 or more", c.StreamRetry)
+	case c.UploadTimeout < 0:
+		return fmt.Errorf("--upload-timeout %v: want 0 or more", c.UploadTimeout)
 	}
 	return nil
 }
 
 // options returns the Writer's options. The Writer has one budget of consecutive failed
-// attempts, maxAttempts; busltee had one for connecting (--retry) and one for
-// reconnecting (--stream-retry): callers pass the larger.
-func (c *writerConfig) options(maxAttempts int, hc *http.Client, h http.Header, log *slog.Logger, progress func(written, acked int64)) client.WriterOptions {
+// attempts; busltee had retries for connecting (--retry) and for reconnecting
+// (--stream-retry): the larger applies, after the first attempt.
+func (c *writerFlags) options(hc *http.Client, h http.Header, log *slog.Logger) client.WriterOptions {
 	return client.WriterOptions{
 		Client:      hc,
 		Header:      h,
-		SpoolDir:    c.spoolDir,
-		MaxAttempts: maxAttempts,
+		SpoolDir:    c.SpoolDir,
+		MaxAttempts: 1 + max(c.Retry, c.StreamRetry),
 		Logger:      log,
-		OnProgress:  progress,
 	}
 }
 
-// logFields is --log-field: repeatable key=value pairs.
-type logFields [][2]string
+// seconds is a duration flag that also takes a bare number of seconds, as busltee's
+// --connect-timeout did: 5 is 5s and 0.5 is 500ms, while 1m30s is a Go duration.
+type seconds time.Duration
 
-func (f *logFields) String() string {
-	var s []string
-	for _, kv := range *f {
-		s = append(s, kv[0]+"="+kv[1])
+func (s *seconds) UnmarshalText(b []byte) error {
+	if f, err := strconv.ParseFloat(string(b), 64); err == nil {
+		*s = seconds(f * float64(time.Second))
+		return nil
 	}
-	return strings.Join(s, ",")
-}
-
-func (f *logFields) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want key=value")
+	d, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q: want a duration (5s, 1m30s) or seconds (5, 0.5)", b)
 	}
-	*f = append(*f, [2]string{k, val})
+	*s = seconds(d)
 	return nil
 }
 
@@ -217,6 +198,39 @@ func (s *scrubber) scrub(msg string) string {
 	}
 	return msg
 }
+
+// failure is how sluice push and tail end after err: the message, which says what err
+// is, scrubbed and on one line, wrapping err; with exit status 7 when err is a failure
+// to connect to the server.
+func (s *scrubber) failure(err error, format string, a ...any) error {
+	e := &scrubbedError{msg: s.line(fmt.Sprintf(format, a...)), err: err}
+	if couldNotConnect(err) {
+		return &exitError{code: exitNoConnection, err: e}
+	}
+	return e
+}
+
+// exitNoConnection is the exit status of sluice push and tail when they gave up on a
+// server they could not connect to, as curl's 7 ("failed to connect to host").
+const exitNoConnection = 7
+
+// couldNotConnect reports whether err is a failure to reach the server: the connection
+// refused, the host unreachable, the connect timed out, or its name did not resolve.
+func couldNotConnect(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
+}
+
+// scrubbedError is an error whose message was scrubbed of a URL's secrets; it unwraps
+// to the error it tells of.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // line returns msg scrubbed, on one line.
 func (s *scrubber) line(msg string) string {

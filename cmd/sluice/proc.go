@@ -10,38 +10,43 @@ import (
 // signal reaches everything it started, and what it leaves behind can be ended.
 type group struct {
 	cmd            *exec.Cmd
-	stdout, stderr *os.File // the read ends of the command's output pipes
+	stdout, stderr *os.File // the read ends of the command's output pipes; stderr is nil when merged
 }
 
 // startGroup starts argv with sluice's stdin, its stdout and stderr on pipes, and in a
 // new process group. The pipes are the command's own (not goroutines of os/exec), so
 // that the command's exit is seen even when a child it left behind holds them open.
-func startGroup(argv []string) (*group, error) {
+// With merge, stdout and stderr are one pipe, which keeps the order of their writes.
+func startGroup(argv []string, merge bool) (*group, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if cmd.Err != nil {
 		return nil, cmd.Err
 	}
+	g := &group{cmd: cmd}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
+	g.stdout, cmd.Stdout, cmd.Stderr = outR, outW, outW
+	if !merge {
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			return nil, err
+		}
+		defer errW.Close()
+		g.stderr, cmd.Stderr = errR, errW
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, outW, errW
+	cmd.Stdin = os.Stdin
 	inNewGroup(cmd)
 	err = cmd.Start()
 	outW.Close()
-	errW.Close()
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		g.close()
 		return nil, err
 	}
-	return &group{cmd: cmd, stdout: outR, stderr: errR}, nil
+	return g, nil
 }
 
 func (g *group) pid() int { return g.cmd.Process.Pid }
@@ -50,10 +55,14 @@ func (g *group) pid() int { return g.cmd.Process.Pid }
 // may hold open.
 func (g *group) stopReading() {
 	g.stdout.SetReadDeadline(time.Now())
-	g.stderr.SetReadDeadline(time.Now())
+	if g.stderr != nil {
+		g.stderr.SetReadDeadline(time.Now())
+	}
 }
 
 func (g *group) close() {
 	g.stdout.Close()
-	g.stderr.Close()
+	if g.stderr != nil {
+		g.stderr.Close()
+	}
 }

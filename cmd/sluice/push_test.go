@@ -5,9 +5,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/nettest"
 )
 
 // TestPushFile proves "sluice push URL FILE publishes a file, durable, quiet when not on
@@ -88,10 +91,11 @@ func TestPushThroughFlakyNetwork(t *testing.T) {
 	}
 }
 
-// TestPushFailures proves "non-zero with a clear one-line message otherwise": an unknown
-// server (after --retry attempts), a stream already closed with other bytes (refused:
-// no retry mends it, so none is made), and a missing file each exit 1 with one line
-// naming the problem, and the URL without its query string.
+// TestPushFailures proves "non-zero with a clear one-line message otherwise": a server
+// that cannot be connected to (after 1 + --retry attempts) exits 7, as curl does; a
+// stream already closed with other bytes (refused: no retry mends it, so none is made)
+// and a missing file exit 1; each with one line naming the problem, and the URL without
+// its query string.
 func TestPushFailures(t *testing.T) {
 	srv := startSluice(t, freeAddr(t), t.TempDir())
 	c := newClient(t)
@@ -115,19 +119,20 @@ func TestPushFailures(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		code int
 		want []string // in the message
 	}{
-		{"unknown server", []string{"push", "--retry", "2", nowhere + "?token=s3cr3t", file}, []string{"push to " + nowhere + " failed", "refused"}},
-		{"closed with other bytes", []string{"push", rec.url + "/streams/push/closed?token=s3cr3t", file}, []string{"push to " + rec.url + "/streams/push/closed failed", "closed"}},
-		{"closed with more bytes", []string{"push", rec.url + "/streams/push/longer", file}, []string{"push to " + rec.url + "/streams/push/longer failed", "closed"}},
-		{"missing file", []string{"push", closed, filepath.Join(dir, "missing.txt")}, []string{"missing.txt", "no such file"}},
+		{"unknown server", []string{"push", "--retry", "2", nowhere + "?token=s3cr3t", file}, 7, []string{"push to " + nowhere + " failed", "refused"}},
+		{"closed with other bytes", []string{"push", rec.url + "/streams/push/closed?token=s3cr3t", file}, 1, []string{"push to " + rec.url + "/streams/push/closed failed", "closed"}},
+		{"closed with more bytes", []string{"push", rec.url + "/streams/push/longer", file}, 1, []string{"push to " + rec.url + "/streams/push/longer failed", "closed"}},
+		{"missing file", []string{"push", closed, filepath.Join(dir, "missing.txt")}, 1, []string{"missing.txt", "no such file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runSluice(t, bound, nil, dir, tt.args...)
 			msg := string(r.stderr)
-			if r.code != 1 || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sluice: ") || strings.Contains(msg, "s3cr3t") {
-				t.Fatalf("exit %d, stderr %q: want 1 and one line without the query", r.code, msg)
+			if r.code != tt.code || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sluice: ") || strings.Contains(msg, "s3cr3t") {
+				t.Fatalf("exit %d, stderr %q: want %d and one line without the query", r.code, msg, tt.code)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
@@ -146,25 +151,34 @@ func TestPushFailures(t *testing.T) {
 
 // TestProgressLine proves what the progress line shows: bytes confirmed of the total,
 // percentage, bar, rate and time left for a file; bytes sent and read, and the rate, for
-// stdin.
+// stdin; and that it keeps within the terminal's width less one column, leaving out the
+// bar, then the time left, then the rate, as the terminal narrows.
 func TestProgressLine(t *testing.T) {
 	tests := []struct {
 		acked, read, size int64
 		rate              float64
+		width             int
 		want              string
 	}{
-		{0, 0, 10 << 20, 0, "[>                       ]   0%  0 B / 10.0 MiB  0 B/s  ETA -"},
-		{5 << 20, 10 << 20, 10 << 20, 1 << 20, "[============>           ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
-		{10 << 20, 10 << 20, 10 << 20, 2 << 20, "[========================] 100%  10.0 MiB / 10.0 MiB  2.0 MiB/s"},
-		{0, 0, 0, 0, "[========================] 100%  0 B / 0 B  0 B/s"},
-		{1536, 3 << 30, -1, 512, "1.5 KiB sent, 3.0 GiB read  512 B/s"},
+		{0, 0, 10 << 20, 0, 80, "[>                       ]   0%  0 B / 10.0 MiB  0 B/s  ETA -"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 80, "[============>           ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
+		{10 << 20, 10 << 20, 10 << 20, 2 << 20, 80, "[========================] 100%  10.0 MiB / 10.0 MiB  2.0 MiB/s"},
+		{0, 0, 0, 0, 80, "[========================] 100%  0 B / 0 B  0 B/s"},
+		{1536, 3 << 30, -1, 512, 80, "1.5 KiB sent, 3.0 GiB read  512 B/s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 60, "[======>      ]  50%  5.0 MiB / 10.0 MiB  1.0 MiB/s  ETA 5s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 40, "50%  5.0 MiB / 10.0 MiB  1.0 MiB/s"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 30, "50%  5.0 MiB / 10.0 MiB"},
+		{5 << 20, 10 << 20, 10 << 20, 1 << 20, 12, "50%"},
+		{1536, 3 << 30, -1, 512, 30, "1.5 KiB sent, 3.0 GiB read"},
+		{1536, 3 << 30, -1, 512, 20, "1.5 KiB sent"},
+		{1536, 3 << 30, -1, 512, 4, "1.5"},
 	}
 	for _, tt := range tests {
-		if got := progressLine(tt.acked, tt.read, tt.size, tt.rate); got != tt.want {
-			t.Errorf("progressLine(%d, %d, %d, %v) =\n%q, want\n%q", tt.acked, tt.read, tt.size, tt.rate, got, tt.want)
+		got := progressLine(tt.acked, tt.read, tt.size, tt.rate, tt.width)
+		if got != tt.want || len(got) >= tt.width {
+			t.Errorf("progressLine(%d, %d, %d, %v, %d) =\n%q, want\n%q (under %d columns)", tt.acked, tt.read, tt.size, tt.rate, tt.width, got, tt.want, tt.width)
 		}
 	}
-	var devNull *os.File
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
@@ -172,5 +186,18 @@ func TestProgressLine(t *testing.T) {
 	defer devNull.Close()
 	if isTerminal(devNull) || isTerminal(&bytes.Buffer{}) {
 		t.Error("isTerminal: /dev/null or a buffer taken for a terminal")
+	}
+}
+
+// TestPushRetries proves that --retry means what busltee's does, retries after the
+// first attempt, so that --retry 0 is one attempt: against a server that drops every
+// connection, sluice push makes 1 + --retry of them, and then fails.
+func TestPushRetries(t *testing.T) {
+	for _, retry := range []int{0, 2} {
+		url, accepted := nettest.Refuser(t)
+		r := runSluice(t, bound, strings.NewReader("lost\n"), t.TempDir(), "push", "--retry", strconv.Itoa(retry), url+"/streams/k")
+		if r.code != 1 || accepted.Load() != int64(retry+1) {
+			t.Errorf("--retry %d: exit %d after %d connections, stderr %q; want 1 after %d", retry, r.code, accepted.Load(), r.stderr, retry+1)
+		}
 	}
 }

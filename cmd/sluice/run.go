@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,22 +16,23 @@ import (
 	"github.com/sluicehq/sluice/client"
 )
 
-const runUsage = `Usage: sluice run [flags] URL -- command [args...]
+// runCmd is sluice run: busltee's successor.
+type runCmd struct {
+	Client      clientFlags   `embed:"" set:"connect_timeout=1s" set:"log_default=none"`
+	Writer      writerFlags   `embed:"" set:"retry=5" set:"stream_retry=60" set:"upload_timeout=30s" set:"upload_timeout_note=; 0 waits as long as it takes"`
+	KillGrace   time.Duration `default:"2s" placeholder:"TIME" help:"Time between SIGTERM and SIGKILL to what is left of the command's process group once it has ended."`
+	MergeOutput bool          `help:"Give the command one pipe for its stdout and its stderr, as CI runners do, so that the stream holds them in the exact order they were written; both then show on sluice's stdout."`
 
-Runs command and publishes its output to the stream at URL. Its stdout and stderr are
-shown unchanged, and both go into the stream, merged in the order they arrive. The output
-is spooled to a local file first, so the command never waits for the network: when the
-server is slow, restarts or cannot be reached, the command runs as usual and the upload
-resumes where the server's copy ends. When the command has ended, sluice waits up to
---upload-timeout for the upload to finish; an incomplete upload is reported with a
-one-line warning on stderr and does not change the exit status.
+	URL     string   `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
+	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments, after -- (which may be left out)."`
+}
 
-Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded, every one, to
-the command's process group. When the command ends, what is left of its process group
-(background children) gets SIGTERM, then SIGKILL after --kill-grace.
+func (runCmd) Help() string {
+	return `Runs command and publishes its output to the stream at URL. Its stdout and stderr are shown unchanged, and both go into the stream, merged in the order they are read: writes to the two that come close together may be read, and stored, in the other order. With --merge-output the command writes both to one pipe, so the stream (and sluice's stdout, where both then show) has them exactly as written. The output is spooled to a local file first, so the command never waits for the network: when the server is slow, restarts or cannot be reached, the command runs as usual and the upload resumes where the server's copy ends. When the command has ended, sluice waits up to --upload-timeout for the upload to finish; an incomplete upload is reported with a one-line warning on stderr and does not change the exit status.
 
-sluice run replaces busl's busltee: busltee's flags are accepted with the same meaning,
-and may also come after URL. URLs are logged without their query strings.
+Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded, every one, to the command's process group. When the command ends, what is left of its process group (background children) gets SIGTERM, then SIGKILL after --kill-grace.
+
+sluice run replaces busl's busltee: busltee's flags are accepted with the same meaning and defaults (--retry 5, --stream-retry 60, --connect-timeout 1), as --flag value or --flag=value, and may also come after URL. So the upload gives up once 61 attempts in a row have failed (about five minutes of a server that cannot be reached); the command runs on all the same. URLs are logged without their query strings.
 
 Exit status:
   the command's   it exited with a status (0-255); 128+N if it was killed by signal N
@@ -45,104 +44,83 @@ Examples:
   sluice run https://sluice.example.com/streams/app/builds/42 -- make test
   sluice run --upload-timeout 1m --request-id "$REQUEST_ID" "$STREAM_URL" -- ./ci.sh
   sluice run "$BUSL_URL" -k --retry 5 --connect-timeout 1 -- bash -c 'npm ci && npm test'
-  SLUICE_LOG_FILE=/var/log/sluice.log sluice run "$STREAM_URL" -- ./deploy.sh
-
-Flags:
-`
-
-// runConfig is what sluice run is told by flags and environment.
-type runConfig struct {
-	clientConfig
-	writerConfig
-	killGrace time.Duration
+  SLUICE_LOG_FILE=/var/log/sluice.log sluice run "$STREAM_URL" -- ./deploy.sh`
 }
 
-func runFlags(stderr io.Writer) (*flag.FlagSet, *runConfig) {
-	c := &runConfig{}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, runUsage); printDefaults(stderr, fs) }
-	c.clientConfig.register(fs, 0, logOff) // the terminal is the command's
-	c.writerConfig.register(fs, 30*time.Second, "; 0 waits as long as it takes")
-	fs.DurationVar(&c.killGrace, "kill-grace", 2*time.Second, "`time` between SIGTERM and SIGKILL to what is left of the command's process group once it has ended")
-	return fs, c
-}
-
-// parseRunArgs parses sluice run's command line: flags, URL, then the command, after
-// "--" or at the first argument that is not a flag. Like busltee, flags may also follow
-// URL.
-func parseRunArgs(fs *flag.FlagSet, args []string) (rawURL string, command []string, err error) {
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return "", nil, err
+func (c *runCmd) Validate() error {
+	if len(c.Command) > 0 && c.Command[0] == "--" { // "--" after URL is handed over with the command
+		c.Command = c.Command[1:]
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return "", nil, usageError{errors.New("run: no URL given (sluice run URL -- command)")}
-	}
-	rawURL, rest = rest[0], rest[1:]
 	switch {
-	case len(rest) > 0 && rest[0] == "--":
-		rest = rest[1:]
-	case len(rest) > 0 && strings.HasPrefix(rest[0], "-"):
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", nil, err
-			}
-			return "", nil, usageError{err}
-		}
-		rest = fs.Args()
+	case c.URL == "":
+		return errors.New("no URL given (sluice run URL -- command)")
+	case len(c.Command) == 0:
+		return errors.New("no command given (sluice run URL -- command)")
+	case c.KillGrace < 0:
+		return fmt.Errorf("--kill-grace %v: want 0 or more", c.KillGrace)
 	}
-	if len(rest) == 0 {
-		return "", nil, usageError{errors.New("run: no command given (sluice run URL -- command)")}
-	}
-	return rawURL, rest, nil
-}
-
-// exitError ends sluice with an exit status of its own choosing: sluice run's command's,
-// or 128+N after signal N. With a nil err, main prints nothing.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit status %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func (e *exitError) Unwrap() error { return e.err }
-
-// runCommand is sluice run. It deliberately ignores ctx, which main cancels on the first
-// SIGINT or SIGTERM: sluice run forwards those to the command, which decides when it ends.
-func runCommand(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := runFlags(stderr)
-	rawURL, command, err := parseRunArgs(fs, args)
-	if err != nil {
+	if err := c.Client.validate(); err != nil {
 		return err
 	}
-	if err := c.clientConfig.check(); err != nil {
-		return err
-	}
-	if err := c.writerConfig.check(); err != nil {
-		return err
-	}
-	if c.killGrace < 0 {
-		return usageError{fmt.Errorf("--kill-grace %v: want 0 or more", c.killGrace)}
-	}
-	sc := newScrubber(rawURL)
+	return c.Writer.validate()
+}
+
+// Run runs the command. It deliberately takes no context: main cancels its context on
+// the first SIGINT or SIGTERM, and sluice run forwards those to the command, which
+// decides when it ends.
+func (c *runCmd) Run(con *console) error {
+	sc := newScrubber(c.URL)
 	warn := func(format string, a ...any) {
-		fmt.Fprintln(stderr, sc.line("sluice: warning: "+fmt.Sprintf(format, a...)))
+		fmt.Fprintln(con.stderr, sc.line("sluice: warning: "+fmt.Sprintf(format, a...)))
 	}
-	log, closeLog, err := c.logger(stderr, logOff, sc)
+	log, closeLog, err := c.Client.logger(con.stderr, logOff, sc)
 	if err != nil {
 		warn("%v", err) // and the command runs all the same
 	}
 	defer closeLog()
+	sigs, stopSignals := catchSignals()
+	defer stopSignals()
+	hc := c.Client.httpClient()
+	defer hc.CloseIdleConnections()
+	w, err := client.NewWriter(c.URL, c.Writer.options(hc, c.Client.header(), log))
+	if err != nil {
+		warn("not uploading to %s: %v", sc.url, err)
+		w = nil
+	}
+	m := &merger{w: w, log: log}
+	finish := func() {
+		if w == nil {
+			return
+		}
+		if err := m.finish(c.Writer.UploadTimeout, sigs); err != nil {
+			warn("upload to %s incomplete: %v", sc.url, err)
+		} else {
+			log.Info("upload complete", "bytes", w.Acked())
+		}
+	}
 
-	// Signals are caught before the command starts, so that none is lost in between.
-	sigs := make(chan os.Signal, 16)
+	p, err := startGroup(c.Command, c.MergeOutput)
+	if err != nil {
+		err = notStarted(c.Command[0], err)
+		m.write([]byte("sluice: " + err.Error() + "\n")) // the stream says why it is empty, as the terminal does
+		finish()
+		return err
+	}
+	log.Info("command started", "command", c.Command[0], "pid", p.pid(), "url", sc.url)
+	status := m.supervise(p, con, sigs, c.KillGrace)
+	finish()
+	if status != 0 {
+		return &exitError{code: status}
+	}
+	return nil
+}
+
+// catchSignals catches the signals that sluice run forwards, before the command starts
+// so that none is lost in between, and SIGPIPE: a terminal that goes away (a closed pipe
+// on stdout) must not kill sluice, which keeps publishing the command's output, and
+// writes to it fail with EPIPE instead.
+func catchSignals() (sigs chan os.Signal, stop func()) {
+	sigs = make(chan os.Signal, 16)
 	for _, s := range forwardedSignals {
 		if ignoredAtStart[s] {
 			// As under nohup: the command inherits the ignored signal, as it would without sluice.
@@ -151,48 +129,34 @@ func runCommand(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		signal.Notify(sigs, s)
 	}
-	defer signal.Stop(sigs)
-	// A terminal that goes away (a closed pipe on stdout) must not kill sluice, which
-	// keeps publishing the command's output: writes to it fail with EPIPE instead.
 	sigpipe := make(chan os.Signal, 1)
 	signal.Notify(sigpipe, syscall.SIGPIPE)
-	defer signal.Stop(sigpipe)
+	return sigs, func() { signal.Stop(sigs); signal.Stop(sigpipe) }
+}
 
-	hc := c.httpClient()
-	defer hc.CloseIdleConnections()
-	w, err := client.NewWriter(rawURL, c.options(max(c.retry, c.streamRetry), hc, c.header(), log, nil))
-	if err != nil {
-		warn("not uploading to %s: %v", sc.url, err)
-		w = nil
+// notStarted is the error of a command that could not be started, with the shell's exit
+// statuses: 127 when it is not found, 126 when it cannot be run.
+func notStarted(name string, err error) error {
+	code, msg := 126, err.Error()
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		msg = fmt.Sprintf("%s: %v", name, pe.Err)
 	}
-	m := &merger{w: w, log: log}
-
-	p, err := startGroup(command)
-	if err != nil {
-		// The stream says why it is empty, as the terminal does.
-		code, msg := 126, err.Error()
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			msg = fmt.Sprintf("%s: %v", command[0], pe.Err)
-		}
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			code, msg = 127, fmt.Sprintf("%s: command not found", command[0])
-		}
-		msg = "run: " + msg
-		if w != nil {
-			m.write([]byte("sluice: " + msg + "\n"))
-			if err := m.finish(c.uploadTimeout, sigs); err != nil {
-				warn("upload to %s incomplete: %v", sc.url, err)
-			}
-		}
-		return &exitError{code, errors.New(msg)}
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		code, msg = 127, fmt.Sprintf("%s: command not found", name)
 	}
-	log.Info("command started", "command", command[0], "pid", p.pid(), "url", sc.url)
+	return &exitError{code, errors.New("run: " + msg)}
+}
 
+// supervise copies the command's output to the terminal and the stream, forwards the
+// signals that arrive to its process group until it exits, then ends what is left of
+// the group and reads the rest of the output. It returns the command's exit status.
+func (m *merger) supervise(p *group, con *console, sigs <-chan os.Signal, killGrace time.Duration) int {
 	var pumps sync.WaitGroup
-	pumps.Add(2)
-	go func() { defer pumps.Done(); m.pump(p.stdout, stdout, "stdout") }()
-	go func() { defer pumps.Done(); m.pump(p.stderr, stderr, "stderr") }()
+	pumps.Go(func() { m.pump(p.stdout, con.stdout, "stdout") })
+	if p.stderr != nil {
+		pumps.Go(func() { m.pump(p.stderr, con.stderr, "stderr") })
+	}
 
 	exited := make(chan struct{})
 	var status int
@@ -204,41 +168,30 @@ forward:
 	for {
 		select {
 		case s := <-sigs:
-			log.Info("forwarding signal", "signal", s.String())
+			m.log.Info("forwarding signal", "signal", s.String())
 			if err := p.signal(s); err != nil {
-				log.Info("forwarding signal", "signal", s.String(), "err", err)
+				m.log.Info("forwarding signal", "signal", s.String(), "err", err)
 			}
 		case <-exited:
 			break forward
 		}
 	}
-	log.Info("command exited", "status", status)
+	m.log.Info("command exited", "status", status)
 
 	// What is left of the process group still holds the pipes: end it, then read what
 	// it wrote. A process that left the group and kept them is not waited for long.
-	p.killGroup(c.killGrace, log)
+	p.killGroup(killGrace, m.log)
 	pumpsDone := make(chan struct{})
 	go func() { pumps.Wait(); close(pumpsDone) }()
 	select {
 	case <-pumpsDone:
 	case <-time.After(time.Second):
-		log.Warn("the command's output is still open after its process group ended; not reading it further")
+		m.log.Warn("the command's output is still open after its process group ended; not reading it further")
 		p.stopReading()
 		<-pumpsDone
 	}
 	p.close()
-
-	if w != nil {
-		if err := m.finish(c.uploadTimeout, sigs); err != nil {
-			warn("upload to %s incomplete: %v", sc.url, err)
-		} else {
-			log.Info("upload complete", "bytes", w.Acked())
-		}
-	}
-	if status != 0 {
-		return &exitError{code: status}
-	}
-	return nil
+	return status
 }
 
 // merger sends the command's stdout and stderr, merged in the order they are read, to

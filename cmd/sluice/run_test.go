@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -851,110 +850,116 @@ func TestParseRunArgs(t *testing.T) {
 	tests := []struct {
 		args    []string
 		command []string
-		check   func(c *runConfig) bool
+		check   func(c *runCmd) bool
 	}{
 		{[]string{"U", "--", "ls", "-la"}, []string{"ls", "-la"}, nil},
 		{[]string{"U", "ls", "-la"}, []string{"ls", "-la"}, nil},
-		{[]string{"-k", "U", "--", "cmd"}, []string{"cmd"}, func(c *runConfig) bool { return c.insecure }},
-		{[]string{"--insecure", "U", "cmd"}, []string{"cmd"}, func(c *runConfig) bool { return c.insecure }},
+		{[]string{"-k", "U", "--", "cmd"}, []string{"cmd"}, func(c *runCmd) bool { return c.Client.Insecure }},
+		{[]string{"--insecure", "U", "cmd"}, []string{"cmd"}, func(c *runCmd) bool { return c.Client.Insecure }},
 		{[]string{"U", "-k", "--retry=3", "--", "cmd", "--retry", "9"}, []string{"cmd", "--retry", "9"},
-			func(c *runConfig) bool { return c.insecure && c.retry == 3 }},
-		{[]string{"U", "--retry", "3", "cmd", "-k"}, []string{"cmd", "-k"}, func(c *runConfig) bool { return c.retry == 3 && !c.insecure }},
+			func(c *runCmd) bool { return c.Client.Insecure && c.Writer.Retry == 3 }},
+		{[]string{"U", "--retry", "3", "cmd", "-k"}, []string{"cmd", "-k"}, func(c *runCmd) bool { return c.Writer.Retry == 3 && !c.Client.Insecure }},
 		{[]string{"--connect-timeout", "0.5", "--stream-retry=60", "--log-field", "a=b", "--log-field=c=d=e", "--request-id", "r1", "U", "--", "x"}, []string{"x"},
-			func(c *runConfig) bool {
-				return c.connectTimeout == 0.5 && c.streamRetry == 60 && c.requestID == "r1" &&
-					slices.Equal(c.logFields, logFields{{"a", "b"}, {"c", "d=e"}})
+			func(c *runCmd) bool {
+				return c.Client.ConnectTimeout == seconds(500*time.Millisecond) && c.Writer.StreamRetry == 60 && c.Client.RequestID == "r1" &&
+					slices.Equal(c.Client.LogField, []string{"a=b", "c=d=e"})
 			}},
 		{[]string{"--upload-timeout=2m", "--spool-dir", "/var/tmp", "--log-file=f.log", "U", "--", "x"}, []string{"x"},
-			func(c *runConfig) bool {
-				return c.uploadTimeout == 2*time.Minute && c.spoolDir == "/var/tmp" && c.logFile == "f.log"
+			func(c *runCmd) bool {
+				return c.Writer.UploadTimeout == 2*time.Minute && c.Writer.SpoolDir == "/var/tmp" && c.Client.LogFile == "f.log"
 			}},
 		{[]string{"--", "U", "x"}, []string{"x"}, nil},
+		{[]string{"U", "--kill-grace", "1s", "x", "--kill-grace", "9s"}, []string{"x", "--kill-grace", "9s"},
+			func(c *runCmd) bool { return c.KillGrace == time.Second }},
 	}
 	for _, tt := range tests {
 		clearEnv(t)
-		fs, c := runFlags(io.Discard)
-		u, command, err := parseRunArgs(fs, tt.args)
-		if err != nil || u != "U" || !slices.Equal(command, tt.command) {
-			t.Errorf("%q: URL %q, command %q, err %v; want U, %q", tt.args, u, command, err, tt.command)
+		c, err := parseArgs(t, append([]string{"run"}, tt.args...)...)
+		if err != nil || c.Run.URL != "U" || !slices.Equal(c.Run.Command, tt.command) {
+			t.Errorf("%q: URL %q, command %q, err %v; want U, %q", tt.args, c.Run.URL, c.Run.Command, err, tt.command)
 			continue
 		}
-		if tt.check != nil && !tt.check(c) {
-			t.Errorf("%q: flags not set as given: %+v", tt.args, *c)
+		if tt.check != nil && !tt.check(&c.Run) {
+			t.Errorf("%q: flags not set as given: %+v", tt.args, c.Run)
 		}
 	}
-	// The environment, and the command line over it.
+	// busltee's defaults.
 	clearEnv(t)
+	c, err := parseArgs(t, "run", "U", "x")
+	if err != nil || c.Run.Writer.Retry != 5 || c.Run.Writer.StreamRetry != 60 || c.Run.Client.ConnectTimeout != seconds(time.Second) {
+		t.Errorf("defaults: %v, --retry %d, --stream-retry %d, --connect-timeout %v; want busltee's 5, 60, 1s", err,
+			c.Run.Writer.Retry, c.Run.Writer.StreamRetry, time.Duration(c.Run.Client.ConnectTimeout))
+	}
+	// The environment, and the command line over it.
 	t.Setenv("SLUICE_UPLOAD_TIMEOUT", "5s")
 	t.Setenv("SLUICE_REQUEST_ID", "from-env")
-	fs, c := runFlags(io.Discard)
-	if _, _, err := parseRunArgs(fs, []string{"--request-id", "from-flag", "U", "x"}); err != nil || c.uploadTimeout != 5*time.Second || c.requestID != "from-flag" {
-		t.Errorf("env and flags: %v, upload timeout %v, request id %q", err, c.uploadTimeout, c.requestID)
+	c, err = parseArgs(t, "run", "--request-id", "from-flag", "U", "x")
+	if err != nil || c.Run.Writer.UploadTimeout != 5*time.Second || c.Run.Client.RequestID != "from-flag" {
+		t.Errorf("env and flags: %v, upload timeout %v, request id %q", err, c.Run.Writer.UploadTimeout, c.Run.Client.RequestID)
 	}
 }
 
-// TestClientHelpAndUsageErrors proves "every subcommand has --help with examples; errors
-// are one clear line; exit codes are documented": run, push and tail print their usage
-// with examples, exit statuses and every flag with its SLUICE_* variable, and a mistake
-// is a one-line usage error (exit status 2) that names it, before anything runs.
-func TestClientHelpAndUsageErrors(t *testing.T) {
-	for _, cmd := range []string{"run", "push", "tail"} {
-		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), []string{cmd, "--help"}, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
-			t.Fatalf("%s --help: %v", cmd, err)
-		}
-		help := stderr.String()
-		for _, want := range []string{"Usage: sluice " + cmd, "Examples:\n  sluice " + cmd, "Exit status:", "\n  2 ", "--log-file", "SLUICE_LOG_FILE", "-k, --insecure", "--request-id"} {
-			if !strings.Contains(help, want) {
-				t.Errorf("%s --help lacks %q:\n%s", cmd, want, help)
-			}
-		}
-		var fs *flag.FlagSet
-		switch cmd {
-		case "run":
-			fs, _ = runFlags(io.Discard)
-		case "push":
-			fs, _ = pushFlags(io.Discard)
-		case "tail":
-			fs, _ = tailFlags(io.Discard)
-		}
-		fs.VisitAll(func(f *flag.Flag) {
-			if len(f.Name) > 1 && !strings.Contains(help, "--"+f.Name+" ") || len(f.Name) > 1 && !strings.Contains(help, envName(f.Name)) {
-				t.Errorf("%s --help does not document --%s with %s", cmd, f.Name, envName(f.Name))
-			}
-		})
-	}
+// TestClientUsageErrors proves "errors are one clear line": a mistake in the command line
+// of run, push or tail is one line on stderr that names it (without the URL's secrets),
+// with exit status 2, before anything runs.
+func TestClientUsageErrors(t *testing.T) {
 	tests := []struct {
 		args  []string
 		names string
 	}{
-		{[]string{"run"}, "no URL"},
-		{[]string{"run", "http://h/streams/k"}, "no command"},
+		{[]string{"run"}, "URL"},
+		{[]string{"run", "http://h/streams/k"}, "command"},
 		{[]string{"run", "http://h/streams/k", "--"}, "no command"},
 		{[]string{"run", "--retry", "-1", "http://h/streams/k", "--", "true"}, "--retry"},
 		{[]string{"run", "--connect-timeout", "soon", "http://h/streams/k", "--", "true"}, "connect-timeout"},
 		{[]string{"run", "--log-field", "novalue", "http://h/streams/k", "--", "true"}, "log-field"},
 		{[]string{"run", "--log-level", "loud", "http://h/streams/k", "--", "true"}, "log-level"},
 		{[]string{"run", "http://h/streams/k", "--no-such-flag", "--", "true"}, "no-such-flag"},
-		{[]string{"push"}, "want URL"},
-		{[]string{"push", "http://h/streams/k", "a", "b"}, "want URL"},
+		{[]string{"push"}, "URL"},
+		{[]string{"push", "http://h/streams/k", "a", "b"}, `unexpected argument b`},
 		{[]string{"push", "ftp://h/streams/k?secret=1", "f"}, "bad URL"},
 		{[]string{"push", "--upload-timeout", "-1s", "http://h/streams/k"}, "upload-timeout"},
-		{[]string{"tail"}, "want one URL"},
-		{[]string{"tail", "http://h/streams/a", "http://h/streams/b"}, "want one URL"},
+		{[]string{"tail"}, "<url>"},
+		{[]string{"tail", "http://h/streams/a", "http://h/streams/b"}, "unexpected argument http://h/streams/b"},
 		{[]string{"tail", "--from-offset", "-5", "http://h/streams/k"}, "from-offset"},
 		{[]string{"tail", "--no-follow=maybe", "http://h/streams/k"}, "no-follow"},
 	}
 	for _, tt := range tests {
-		clearEnv(t)
-		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), tt.args, &stdout, &stderr)
-		if code := exitCode(err); code != 2 {
-			t.Errorf("%q: %v (exit %d), want a usage error", tt.args, err, code)
-			continue
+		r := runSluice(t, bound, nil, t.TempDir(), tt.args...)
+		msg := string(r.stderr)
+		if r.code != 2 || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "sluice: "+tt.args[0]+": ") ||
+			!strings.Contains(msg, tt.names) || strings.Contains(msg, "secret") || len(r.stdout) != 0 {
+			t.Errorf("%q: exit %d, stderr %q: want 2 and one line naming %q", tt.args, r.code, msg, tt.names)
 		}
-		if msg := err.Error(); !strings.Contains(msg, tt.names) || strings.Contains(msg, "\n") || strings.Contains(msg, "secret") {
-			t.Errorf("%q: error %q: want one line naming %q", tt.args, msg, tt.names)
-		}
+	}
+}
+
+// TestRunMergeOutput proves --merge-output: "the stream holds stdout and stderr in the
+// exact order they were written". A command alternates 200 writes to stdout and to
+// stderr; with the option, the stream and sluice's stdout are exactly that sequence, in
+// order, and nothing is left on stderr; the exit status is still the command's.
+func TestRunMergeOutput(t *testing.T) {
+	srv := startSluice(t, freeAddr(t), t.TempDir())
+	c := newClient(t)
+	script := `i=0
+while [ $i -lt 200 ]; do
+  echo "out $i"
+  echo "err $i" >&2
+  i=$((i+1))
+done
+exit 5`
+	var want strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	url := srv.url + "/streams/run/merged"
+	r := runSluice(t, bound, nil, t.TempDir(), "run", "--merge-output", url, "--", "sh", "-c", script)
+	if r.code != 5 || string(r.stdout) != want.String() || len(r.stderr) != 0 {
+		t.Errorf("exit %d, stdout %d bytes (in order: %v), stderr %q; want 5, the writes in order on stdout, nothing on stderr",
+			r.code, len(r.stdout), string(r.stdout) == want.String(), r.stderr)
+	}
+	got := do(t, c, http.MethodGet, url+"?follow=false", nil)
+	if !got.closed() || string(got.body) != want.String() {
+		t.Errorf("stream closed %v, %d bytes: in the order written: %v", got.closed(), len(got.body), string(got.body) == want.String())
 	}
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -22,95 +20,79 @@ import (
 	"github.com/sluicehq/sluice/metrics"
 )
 
-const serveUsage = `Usage: sluice serve [flags]
+// serveCmd is sluice serve: the server, with streams under --data-dir on local disk, or
+// in NATS JetStream with --nats (cluster mode).
+type serveCmd struct {
+	Addr               string        `default:"${default_addr}" placeholder:"ADDRESS" help:"Address to listen on (:$$PORT when PORT is set)."`
+	DataDir            string        `default:"./data" placeholder:"DIR" predictor:"dir" help:"Directory holding the streams."`
+	FsyncInterval      time.Duration `default:"1s" placeholder:"TIME" help:"Longest time acknowledged bytes wait for fsync; 0 fsyncs each write before acknowledging it (closes are always fsynced first)."`
+	TailSize           int           `default:"1048576" placeholder:"BYTES" help:"Bytes of each followed stream kept in memory for its followers."`
+	MaxStreamSize      int64         `default:"0" placeholder:"BYTES" help:"Largest stream in bytes (413 beyond); 0 for no limit."`
+	MaxOpenStreams     int           `default:"0" placeholder:"N" help:"Most open streams (503 beyond); 0 for no limit."`
+	MaxFollowers       int           `default:"0" placeholder:"N" help:"Most followers in all (503 beyond); 0 for no limit."`
+	MaxStreamFollowers int           `default:"0" placeholder:"N" help:"Most followers of one stream (503 beyond); 0 for no limit."`
+	SSEKeepalive       time.Duration `name:"sse-keepalive" default:"15s" placeholder:"TIME" help:"Interval of keepalive comments to idle SSE followers."`
+	SSERetry           time.Duration `name:"sse-retry" default:"1s" placeholder:"TIME" help:"Reconnection delay sent to SSE followers."`
+	WSPing             time.Duration `name:"ws-ping" default:"30s" placeholder:"TIME" help:"Interval of WebSocket pings; a follower that misses the next is dropped."`
+	WriteTimeout       time.Duration `default:"30s" placeholder:"TIME" help:"Longest time one write to a follower may take before it is dropped as stalled."`
+	ReadTimeout        time.Duration `default:"5m" placeholder:"TIME" help:"Longest time a publish body may go without bytes (400, bytes kept, stream open)."`
+	LongPollTimeout    time.Duration `default:"30s" placeholder:"TIME" help:"Longest time a Durable Streams long-poll waits for bytes before it answers 204."`
+	MaxAppend          int64         `default:"33554432" placeholder:"BYTES" help:"Largest Durable Streams append or create body in bytes, read whole before it is stored (413 beyond)."`
+	ShutdownGrace      time.Duration `default:"25s" placeholder:"TIME" help:"Longest time a graceful shutdown may take."`
+	CORSOrigins        string        `name:"cors-origins" default:"*" placeholder:"ORIGINS" help:"Comma-separated origins allowed by CORS."`
+	Index              bool          `help:"Serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)."`
+	DebugAddr          string        `placeholder:"ADDRESS" help:"Address of a debug listener with /debug/pprof/ and /metrics; off when empty."`
+	LogFormat          string        `default:"text" enum:"text,json" placeholder:"FORMAT" help:"Log format: text or json."`
+	LogLevel           slog.Level    `default:"info" placeholder:"LEVEL" help:"Log level: debug, info, warn or error."`
 
-Runs the Sluice server with streams stored under --data-dir on local disk.
+	Archive archiveFlags `embed:"" group:"Archive"`
+	Nats    natsFlags    `embed:"" group:"Cluster mode (NATS JetStream)"`
+}
+
+func (serveCmd) Help() string {
+	return `Runs the Sluice server with streams stored under --data-dir on local disk, or in NATS JetStream with --nats (cluster mode: streams shared by every instance; docs/cluster.md).
+
+Exit status:
+  0    after a graceful shutdown (SIGTERM or SIGINT)
+  1    an error: the data directory cannot be used, the address is taken, ...
+  2    a bad flag or environment value
 
 Examples:
   sluice serve
   sluice serve --addr :9000 --data-dir /var/lib/sluice --fsync-interval 0
   SLUICE_ADDR=127.0.0.1:8080 SLUICE_MAX_STREAM_SIZE=1073741824 sluice serve
-  sluice serve --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222
-      (cluster mode: streams in NATS JetStream, shared by every instance; docs/cluster.md)
-
-Flags:
-`
-
-// serveConfig is what sluice serve is told by flags and environment.
-type serveConfig struct {
-	addr, dataDir, debugAddr, corsOrigins, logFormat string
-	logLevel                                         slog.Level
-	fsyncInterval                                    time.Duration
-	tailSize                                         int
-	maxStreamSize                                    int64
-	maxOpenStreams                                   int
-	http                                             sluicehttp.Config
-	archive                                          archiveConfig
-	nats                                             natsConfig
+  sluice serve --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222`
 }
 
-func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
-	c := &serveConfig{}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); printDefaults(stderr, fs) }
-	defaultAddr := ":8080"
-	if port := os.Getenv("PORT"); port != "" { // busl's, and Heroku's, convention
-		defaultAddr = ":" + port
+// defaultAddr is --addr's default: :8080, or :$PORT when PORT is set, as busl (and
+// Heroku) have it.
+func defaultAddr() string {
+	if port := os.Getenv("PORT"); port != "" {
+		return ":" + port
 	}
-	fs.StringVar(&c.addr, "addr", defaultAddr, "`address` to listen on (:$PORT when PORT is set)")
-	fs.StringVar(&c.dataDir, "data-dir", "./data", "`directory` holding the streams")
-	fs.DurationVar(&c.fsyncInterval, "fsync-interval", time.Second, "longest `time` acknowledged bytes wait for fsync; 0 fsyncs each write before acknowledging it (closes are always fsynced first)")
-	fs.IntVar(&c.tailSize, "tail-size", 1<<20, "`bytes` of each followed stream kept in memory for its followers")
-	fs.Int64Var(&c.maxStreamSize, "max-stream-size", 0, "largest stream in `bytes` (413 beyond); 0 for no limit")
-	fs.IntVar(&c.maxOpenStreams, "max-open-streams", 0, "most open streams (503 beyond); 0 for no limit")
-	fs.IntVar(&c.http.MaxFollowers, "max-followers", 0, "most followers in all (503 beyond); 0 for no limit")
-	fs.IntVar(&c.http.MaxStreamFollowers, "max-stream-followers", 0, "most followers of one stream (503 beyond); 0 for no limit")
-	fs.DurationVar(&c.http.SSEKeepalive, "sse-keepalive", 15*time.Second, "`interval` of keepalive comments to idle SSE followers")
-	fs.DurationVar(&c.http.SSERetry, "sse-retry", time.Second, "reconnection `delay` sent to SSE followers")
-	fs.DurationVar(&c.http.WSPingInterval, "ws-ping", 30*time.Second, "`interval` of WebSocket pings; a follower that misses the next is dropped")
-	fs.DurationVar(&c.http.WriteTimeout, "write-timeout", 30*time.Second, "longest `time` one write to a follower may take before it is dropped as stalled")
-	fs.DurationVar(&c.http.ReadTimeout, "read-timeout", 5*time.Minute, "longest `time` a publish body may go without bytes (400, bytes kept, stream open)")
-	fs.DurationVar(&c.http.LongPollTimeout, "long-poll-timeout", 30*time.Second, "longest `time` a Durable Streams long-poll waits for bytes before it answers 204")
-	fs.Int64Var(&c.http.MaxAppend, "max-append", 32<<20, "largest Durable Streams append or create body in `bytes`, read whole before it is stored (413 beyond)")
-	fs.DurationVar(&c.http.ShutdownGrace, "shutdown-grace", 25*time.Second, "longest `time` a graceful shutdown may take")
-	fs.StringVar(&c.corsOrigins, "cors-origins", "*", "comma-separated `origins` allowed by CORS")
-	fs.BoolVar(&c.http.Index, "index", false, "serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)")
-	fs.StringVar(&c.debugAddr, "debug-addr", "", "`address` of a debug listener with /debug/pprof/ and /metrics; off when empty")
-	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
-	archiveFlags(fs, &c.archive)
-	natsFlags(fs, &c.nats)
-	return fs, c
+	return ":8080"
 }
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := serveFlags(stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func (c *serveCmd) Run(ctx context.Context, con *console) error {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	var log *slog.Logger
+	if c.LogFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(con.stderr, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(con.stderr, opts))
 	}
-	var h slog.Handler
-	switch c.logFormat {
-	case "text":
-		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})
-	case "json":
-		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})
-	default:
-		return usageError{fmt.Errorf("--log-format %q: want text or json", c.logFormat)}
-	}
-	log := slog.New(h)
-	if c.nats.urls != "" {
+	if c.Nats.URLs != "" {
 		return serveCluster(ctx, c, log)
 	}
-	archive, err := c.archive.open(c.dataDir)
+	archive, err := c.Archive.open(c.DataDir)
 	if err != nil {
 		return err
 	}
-	store, err := file.Open(c.dataDir, file.Options{
-		SyncInterval:   c.fsyncInterval,
-		MaxStreamSize:  c.maxStreamSize,
-		MaxOpenStreams: c.maxOpenStreams,
-		TailSize:       c.tailSize,
+	store, err := file.Open(c.DataDir, file.Options{
+		SyncInterval:   c.FsyncInterval,
+		MaxStreamSize:  c.MaxStreamSize,
+		MaxOpenStreams: c.MaxOpenStreams,
+		TailSize:       c.TailSize,
 		Logger:         log,
 		Archive:        archive,
 	})
@@ -118,31 +100,50 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	return serveStore(ctx, c, store, archive, sluice.ArchiverOptions{}, log, "data_dir", c.dataDir)
+	return serveStore(ctx, c, store, archive, sluice.ArchiverOptions{}, log, "data_dir", c.DataDir)
+}
+
+// httpConfig is the HTTP server's configuration from the flags.
+func (c *serveCmd) httpConfig(log *slog.Logger, reg *prometheus.Registry) sluicehttp.Config {
+	hc := sluicehttp.Config{
+		MaxFollowers:       c.MaxFollowers,
+		MaxStreamFollowers: c.MaxStreamFollowers,
+		SSEKeepalive:       c.SSEKeepalive,
+		SSERetry:           c.SSERetry,
+		WSPingInterval:     c.WSPing,
+		WriteTimeout:       c.WriteTimeout,
+		ReadTimeout:        c.ReadTimeout,
+		LongPollTimeout:    c.LongPollTimeout,
+		MaxAppend:          c.MaxAppend,
+		ShutdownGrace:      c.ShutdownGrace,
+		Index:              c.Index,
+		Logger:             log,
+		Registry:           reg,
+	}
+	if c.CORSOrigins != "*" {
+		hc.CORSOrigins = strings.Split(c.CORSOrigins, ",")
+	}
+	return hc
 }
 
 // serveStore serves store over HTTP until ctx ends, with what the local and the cluster
 // mode share: metrics, the Archiver (when there is an archive, tuned by ao), CORS, the
 // listeners. attrs describe the store in the log.
-func serveStore(ctx context.Context, c *serveConfig, store sluice.ArchivableStore, archive sluice.Archive, ao sluice.ArchiverOptions, log *slog.Logger, attrs ...any) error {
+func serveStore(ctx context.Context, c *serveCmd, store sluice.ArchivableStore, archive sluice.Archive, ao sluice.ArchiverOptions, log *slog.Logger, attrs ...any) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	if archive != nil {
-		ao.Retention, ao.Logger, ao.Metrics = c.archive.retention, log, metrics.NewArchiver(reg)
+		ao.Retention, ao.Logger, ao.Metrics = c.Archive.Retention, log, metrics.NewArchiver(reg)
 		stop := runArchiver(sluice.NewArchiver(store, archive, ao), log)
 		defer stop() // before the store closes
 	}
-	c.http.Logger, c.http.Registry = log, reg
-	if c.corsOrigins != "*" {
-		c.http.CORSOrigins = strings.Split(c.corsOrigins, ",")
-	}
-	srv := sluicehttp.NewServer(store, c.http)
-	ln, err := sluicehttp.Listen(ctx, c.addr)
+	srv := sluicehttp.NewServer(store, c.httpConfig(log, reg))
+	ln, err := sluicehttp.Listen(ctx, c.Addr)
 	if err != nil {
 		return err
 	}
-	if c.debugAddr != "" {
-		stopDebug, err := serveDebug(c.debugAddr, reg, log)
+	if c.DebugAddr != "" {
+		stopDebug, err := serveDebug(c.DebugAddr, reg, log)
 		if err != nil {
 			ln.Close()
 			return err

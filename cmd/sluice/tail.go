@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,76 +16,74 @@ import (
 	"github.com/sluicehq/sluice/client"
 )
 
-const tailUsage = `Usage: sluice tail [flags] URL
+// tailCmd is sluice tail.
+type tailCmd struct {
+	Client       clientFlags   `embed:"" set:"connect_timeout=5s" set:"log_default=warn"`
+	Retry        *int          `placeholder:"N" help:"Retries of a failed connection in a row before giving up on the server: 0 tries once (default no limit but --retry-max-time)."`
+	RetryMaxTime time.Duration `default:"30s" placeholder:"TIME" help:"Longest time to go on retrying a server that cannot be connected to or fails, in a row (every byte received starts it again); 0 for no limit."`
+	FromOffset   int64         `default:"0" placeholder:"OFFSET" help:"Start at byte OFFSET of the stream."`
+	NoFollow     bool          `help:"Write what the stream holds now and exit, instead of following it."`
 
-Writes the stream at URL to stdout, byte for byte, and follows it live until it is
-closed. A dropped connection or a server restart is resumed where it left off, so every
-byte is written once and in order.
+	URL string `arg:"" help:"The stream's URL: http(s)://host/streams/key."`
+}
+
+func (tailCmd) Help() string {
+	return `Writes the stream at URL to stdout, byte for byte, and follows it live until it is closed. A dropped connection or a server restart is resumed where it left off, so every byte is written once and in order. A server that cannot be reached is retried for --retry-max-time (30s), then sluice tail exits with status 7: within --retry-max-time plus --connect-timeout (35s by default) of the first failure.
 
 Exit status:
   0         the stream is closed and every byte was written (with --no-follow: every
             byte stored when it was read)
-  1         the stream does not exist, the server refused the request, --retry attempts
-            failed in a row, or stdout could not be written
+  1         the stream does not exist, the server refused the request or failed for
+            --retry-max-time (or 1 + --retry attempts) in a row, or stdout could not be
+            written
   2         bad flags or arguments
+  7         the server could not be connected to (refused, unreachable, timed out, or
+            its name did not resolve) for --retry-max-time (or 1 + --retry attempts)
   130, 143  interrupted by SIGINT or SIGTERM
 
 Examples:
   sluice tail https://sluice.example.com/streams/app/builds/42
   sluice tail --from-offset 1048576 "$STREAM_URL" | grep -i error
-  sluice tail --no-follow "$STREAM_URL" > build.log
-
-Flags:
-`
-
-// tailConfig is what sluice tail is told by flags and environment.
-type tailConfig struct {
-	clientConfig
-	fromOffset int64
-	noFollow   bool
+  sluice tail --no-follow "$STREAM_URL" > build.log`
 }
 
-func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailConfig) {
-	c := &tailConfig{}
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, tailUsage); printDefaults(stderr, fs) }
-	c.clientConfig.register(fs, 0, slog.LevelWarn) // reconnections explain a pause
-	fs.Int64Var(&c.fromOffset, "from-offset", 0, "start at byte `offset` N of the stream")
-	fs.BoolVar(&c.noFollow, "no-follow", false, "write what the stream holds now and exit, instead of following it")
-	return fs, c
+func (c *tailCmd) Validate() error {
+	switch {
+	case c.Retry != nil && *c.Retry < 0:
+		return fmt.Errorf("--retry %d: want 0 or more", *c.Retry)
+	case c.RetryMaxTime < 0:
+		return fmt.Errorf("--retry-max-time %v: want 0 or more", c.RetryMaxTime)
+	case c.FromOffset < 0:
+		return fmt.Errorf("--from-offset %d: want 0 or more", c.FromOffset)
+	}
+	return c.Client.validate()
 }
 
-func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := tailFlags(stderr)
-	if err := parseFlagsArgs(fs, args); err != nil {
-		return err
+// maxAttempts is the Reader's MaxAttempts: 1 + --retry, or 0 (no limit) without it.
+func (c *tailCmd) maxAttempts() int {
+	if c.Retry == nil {
+		return 0
 	}
-	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("tail: want one URL, got %d arguments", fs.NArg())}
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	if c.fromOffset < 0 {
-		return usageError{fmt.Errorf("--from-offset %d: want 0 or more", c.fromOffset)}
-	}
-	rawURL := fs.Arg(0)
-	sc := newScrubber(rawURL)
-	log, closeLog, err := c.logger(stderr, slog.LevelWarn, sc)
+	return 1 + *c.Retry
+}
+
+func (c *tailCmd) Run(ctx context.Context, con *console) error {
+	sc := newScrubber(c.URL)
+	log, closeLog, err := c.Client.logger(con.stderr, slog.LevelWarn, sc)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	hc := c.httpClient()
+	hc := c.Client.httpClient()
 	defer hc.CloseIdleConnections()
-	r := client.NewReader(rawURL, client.ReaderOptions{
-		Client:      hc,
-		Header:      c.header(),
-		Offset:      c.fromOffset,
-		NoFollow:    c.noFollow,
-		MaxAttempts: c.retry,
-		Logger:      log,
+	r := client.NewReader(c.URL, client.ReaderOptions{
+		Client:       hc,
+		Header:       c.Client.header(),
+		Offset:       c.FromOffset,
+		NoFollow:     c.NoFollow,
+		MaxAttempts:  c.maxAttempts(),
+		MaxRetryTime: c.RetryMaxTime,
+		Logger:       log,
 	})
 	defer r.Close()
 	interrupted := onInterrupt(ctx, func() { r.Close() }) // Close ends a blocked Read
@@ -95,7 +92,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if _, err := stdout.Write(buf[:n]); err != nil {
+			if _, err := con.stdout.Write(buf[:n]); err != nil {
 				if s := interrupted(); s != nil {
 					return s
 				}
@@ -114,7 +111,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case errors.Is(err, sluice.ErrNotFound):
 			return fmt.Errorf("tail: stream %s does not exist", sc.url)
 		default:
-			return errors.New(sc.line(fmt.Sprintf("tail %s: at offset %d: %v", sc.url, r.Offset(), err)))
+			return sc.failure(err, "tail %s: at offset %d: %v", sc.url, r.Offset(), err)
 		}
 	}
 }

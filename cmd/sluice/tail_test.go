@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestTailClosedStream proves "sluice tail follows a stream to stdout; exit 0 when the
@@ -120,5 +121,42 @@ func TestTailInterrupted(t *testing.T) {
 		if code := follower.wait(t, bound); code != tt.code || follower.stderr.Len() != 0 {
 			t.Errorf("tail after %v: exit %d, stderr %q; want %d quietly", tt.sig, code, follower.stderr.Bytes(), tt.code)
 		}
+	}
+}
+
+// TestTailServerDown proves "a follower of an unreachable server fails within a bounded,
+// documented time, with a one-line error and a distinct exit status": against a port
+// where nothing listens, sluice tail exits with status 7 once --retry-max-time has
+// passed (and at once with --retry 0), its last line on stderr the error, naming the
+// URL; and a follower whose server is killed while it follows exits 7 the same way,
+// having written what the server sent.
+func TestTailServerDown(t *testing.T) {
+	down := "http://" + freeAddr(t) + "/streams/tail/down"
+	for _, args := range [][]string{{"--retry-max-time", "2s"}, {"--retry", "0"}, {"--retry=2", "--retry-max-time=0"}} {
+		start := time.Now()
+		r := runSluice(t, bound, nil, t.TempDir(), append(append([]string{"tail"}, args...), down)...)
+		lines := strings.Split(strings.TrimSuffix(string(r.stderr), "\n"), "\n")
+		last := lines[len(lines)-1]
+		if r.code != 7 || !strings.HasPrefix(last, "sluice: tail "+down+": ") || !strings.Contains(last, "refused") || len(r.stdout) != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 7 and a last line naming the URL and the refusal", args, r.code, r.stderr)
+		}
+		if args[1] == "2s" && time.Since(start) < 2*time.Second {
+			t.Errorf("%v: gave up after %v, before --retry-max-time", args, time.Since(start))
+		}
+	}
+
+	srv := startSluice(t, freeAddr(t), t.TempDir())
+	c := newClient(t)
+	url := srv.url + "/streams/tail/killed"
+	if r := do(t, c, http.MethodPost, url, []byte("so far\n"), "Stream-Close", "false"); r.status != http.StatusOK {
+		t.Fatalf("publish: %d", r.status)
+	}
+	follower := startSluiceCmd(t, t.TempDir(), "tail", "--retry-max-time", "1s", url)
+	follower.waitOutput(t, []byte("so far\n"))
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := follower.wait(t, bound); code != 7 || !bytes.Equal(follower.stdout.Bytes(), []byte("so far\n")) {
+		t.Errorf("tail of a killed server: exit %d, stdout %q, stderr %q; want 7 after what was sent", code, follower.stdout.Bytes(), follower.stderr.Bytes())
 	}
 }
