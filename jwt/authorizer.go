@@ -10,8 +10,13 @@ import (
 
 // Authorizer decides with capability tokens what a request may do: it implements
 // sluice.Authorizer.
+//
+// Without a Verifier (no key configured: a busl deployment's CREDS alone), no token is
+// accepted and the publish credentials are the only capability: they guard every
+// write (purge included: no token can grant it) and everything else is open, as it was
+// in busl.
 type Authorizer struct {
-	// Verifier checks the tokens.
+	// Verifier checks the tokens; nil accepts none.
 	Verifier *Verifier
 	// PublicRead lets anyone read any stream (public logs), tokens aside.
 	PublicRead bool
@@ -32,6 +37,15 @@ func (a *Authorizer) Authorize(ctx context.Context, key string, op sluice.Op) er
 	c := sluice.CredentialsFrom(ctx)
 	if a.PublishUser != "" && writeOp(op) && a.publishCredentials(c) {
 		return nil
+	}
+	if a.Verifier == nil {
+		switch {
+		case !writeOp(op) && op != sluice.OpPurge:
+			return nil
+		case a.PublishUser != "" && a.publishCredentials(c):
+			return nil
+		}
+		return errCredentials
 	}
 	if c.Token == "" {
 		return errToken

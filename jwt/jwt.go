@@ -73,6 +73,10 @@ type claims struct {
 // errToken is every failure to verify a token: it says nothing that helps a forger.
 var errToken = fmt.Errorf("%w: missing, malformed, expired or invalid token", sluice.ErrUnauthorized)
 
+// errCredentials refuses a write without the publish credentials, on a server that has
+// no key for tokens.
+var errCredentials = fmt.Errorf("%w: missing or wrong publish credentials", sluice.ErrUnauthorized)
+
 // Verifier checks tokens: their signature by one of its keys, their expiry, and their
 // grant.
 type Verifier struct {

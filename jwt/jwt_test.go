@@ -197,6 +197,31 @@ func TestAuthorizer(t *testing.T) {
 	}
 }
 
+// TestAuthorizerWithoutKey: with publish credentials and no key (busl's CREDS), the
+// credentials guard every write, purge included (with a key, a token grants purges);
+// tokens are not accepted (none could be
+// checked); reading, listing and metrics stay open.
+func TestAuthorizerWithoutKey(t *testing.T) {
+	s, _ := NewSigner(testKey)
+	tok, _ := s.Mint(Grant{Allow: Verbs, Prefixes: []string{""}}, time.Hour)
+	a := &Authorizer{PublishUser: "ci", PublishPassword: "s3cret"}
+	creds := sluice.Credentials{User: "ci", Password: "s3cret"}
+	for _, op := range []sluice.Op{sluice.OpCreate, sluice.OpPublish, sluice.OpClose, sluice.OpPurge} {
+		ctx := sluice.WithCredentials(context.Background(), sluice.Credentials{Token: tok})
+		if err := a.Authorize(ctx, "b/1", op); !errors.Is(err, sluice.ErrUnauthorized) {
+			t.Errorf("%s with a token and no credentials: %v, want ErrUnauthorized", op, err)
+		}
+		if err := a.Authorize(sluice.WithCredentials(context.Background(), creds), "b/1", op); err != nil {
+			t.Errorf("%s with the credentials: %v", op, err)
+		}
+	}
+	for _, op := range []sluice.Op{sluice.OpRead, sluice.OpList, sluice.OpMetrics} {
+		if err := a.Authorize(context.Background(), "b/1", op); err != nil {
+			t.Errorf("%s with nothing: %v, want it open", op, err)
+		}
+	}
+}
+
 // TestKeys proves keys are checked: a shared key of fewer than 32 bytes, and PEM that is
 // not a P-256 or Ed25519 public key, are refused.
 func TestKeys(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package metrics counts what the domain does in Prometheus collectors, named
 // sluice_*: the Archiver's uploads, the file store's fsyncs (the HTTP server keeps its
-// own, in package http).
+// own, in package http), and what describes the instance (sluice_build_info).
 // The root package knows only its small interfaces (sluice.ArchiverMetrics), so that it
 // depends on no metrics library.
 package metrics
@@ -84,3 +84,22 @@ func NewStore(reg prometheus.Registerer) *Store {
 
 // Fsynced observes an fsync.
 func (m *Store) Fsynced(took time.Duration) { m.fsync.Observe(took.Seconds()) }
+
+// RegisterDiskBytes registers sluice_disk_bytes, the bytes of the streams' live copies
+// on disk, which bytes reports at each scrape (file.Store.DiskBytes).
+func RegisterDiskBytes(reg prometheus.Registerer, bytes func() int64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_disk_bytes", Help: "Bytes of the streams' live copies on disk.",
+	}, func() float64 { return float64(bytes()) }))
+}
+
+// RegisterBuildInfo registers sluice_build_info, 1 with the running version as a
+// label, so that a dashboard tells which version each instance runs.
+func RegisterBuildInfo(reg prometheus.Registerer, version string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_build_info", Help: "Always 1; the version is a label.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
+}

@@ -25,6 +25,7 @@ const logOff = slog.LevelError + 4
 // defaults are each command's (busltee's for run): connect_timeout and log_default are
 // set by its embed tag.
 type clientFlags struct {
+	Token          string      `placeholder:"TOKEN" help:"Capability token, sent as Authorization: Bearer (sluice token mints one)."`
 	Insecure       bool        `short:"k" help:"Skip the verification of the server's TLS certificate."`
 	ConnectTimeout seconds     `default:"${connect_timeout}" placeholder:"TIME" help:"Longest time to connect to the server: a duration (5s, 500ms) or, as busltee's, seconds (5, 0.5)."`
 	RequestID      string      `placeholder:"ID" help:"ID sent as the Request-Id header of every request, and logged."`
@@ -100,7 +101,19 @@ func (c *clientFlags) header() http.Header {
 	if c.RequestID != "" {
 		h.Set("Request-Id", c.RequestID)
 	}
+	if c.Token != "" {
+		h.Set("Authorization", "Bearer "+c.Token)
+	}
 	return h
+}
+
+// scrubber returns the scrubber of rawURL's secrets and of the token.
+func (c *clientFlags) scrubber(rawURL string) *scrubber {
+	sc := newScrubber(rawURL)
+	if c.Token != "" {
+		sc.secrets = append(sc.secrets, c.Token)
+	}
+	return sc
 }
 
 // writerFlags are the flags of the commands that publish (run and push). Their defaults

@@ -24,6 +24,7 @@ type cli struct {
 	Push       pushCmd       `cmd:"" help:"Publish a file or stdin to a stream."`
 	Tail       tailCmd       `cmd:"" help:"Follow a stream to stdout."`
 	Bench      benchCmd      `cmd:"" help:"Load a server: fanout, streams, ingest or churn."`
+	Token      tokenCmd      `cmd:"" help:"Print a capability token for the server's key."`
 	Health     healthCmd     `cmd:"" help:"Check that a server answers its health endpoint (for container health checks)."`
 	Version    versionCmd    `cmd:"" help:"Print the version."`
 	Completion completionCmd `cmd:"" help:"Print the shell completion script for bash, zsh or fish."`

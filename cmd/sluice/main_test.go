@@ -58,10 +58,13 @@ func goTool() string {
 var serveFlagNames = []string{
 	"addr", "data-dir", "fsync-interval", "tail-size", "max-stream-size", "max-open-streams",
 	"max-followers", "max-stream-followers", "sse-keepalive", "sse-retry", "ws-ping",
-	"write-timeout", "read-timeout", "long-poll-timeout", "max-append", "shutdown-grace", "cors-origins", "index", "debug-addr",
+	"write-timeout", "read-timeout", "long-poll-timeout", "max-append", "shutdown-grace", "idle-close", "index", "debug-addr",
 	"log-format", "log-level", "archive", "archive-retention", "s3-endpoint", "s3-region",
 	"s3-path-style", "s3-access-key", "s3-secret-key", "s3-session-token", "nats", "nats-creds",
 	"nats-tls-ca", "nats-tls-cert", "nats-tls-key", "nats-replicas", "nats-linger", "nats-name",
+	"auth-key", "auth-key-file", "auth-public-key", "public-read", "publish-credentials", "stream-token-ttl",
+	"cors-origins", "tls-cert", "tls-key", "trust-proxy", "require-https", "rate-limit", "rate-burst",
+	"max-client-requests",
 }
 
 // clearEnv unsets PORT and every SLUICE_* variable for the test (t.Setenv restores them
@@ -319,7 +322,7 @@ func TestFlagsEnvPrecedence(t *testing.T) {
 		{"defaults", nil, nil, func(t *testing.T, c *serveCmd) {
 			if c.Addr != ":8080" || c.DataDir != "./data" || c.FsyncInterval != time.Second ||
 				c.ShutdownGrace != 25*time.Second || c.SSEKeepalive != 15*time.Second ||
-				c.DebugAddr != "" || c.CORSOrigins != "*" || c.Nats.Name != "sluice" {
+				c.DebugAddr != "" || c.Security.CORSOrigins != "" || c.IdleClose != 0 || c.Security.StreamTokenTTL != 24*time.Hour || c.Nats.Name != "sluice" {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice"
 	sluicenats "github.com/sluicehq/sluice/nats"
@@ -67,7 +68,7 @@ func (c *natsFlags) open(ctx context.Context, opts sluicenats.Options, log *slog
 
 // serveCluster is sluice serve in cluster mode: the same HTTP server over the JetStream
 // store, so that every instance serves every stream.
-func serveCluster(ctx context.Context, c *serveCmd, log *slog.Logger) error {
+func serveCluster(ctx context.Context, c *serveCmd, reg *prometheus.Registry, log *slog.Logger) error {
 	// Every instance must read what any other archived, so the default archive (a
 	// directory under --data-dir) is off here: name a shared one (s3://, or file:// on a
 	// shared file system) to archive.
@@ -80,7 +81,7 @@ func serveCluster(ctx context.Context, c *serveCmd, log *slog.Logger) error {
 	}
 	opts := sluicenats.Options{
 		MaxStreamSize: c.MaxStreamSize, MaxOpenStreams: c.MaxOpenStreams, TailSize: c.TailSize,
-		Archive: archive,
+		IdleClose: c.IdleClose, Archive: archive,
 	}
 	store, closeNATS, err := c.Nats.open(ctx, opts, log)
 	if err != nil {
@@ -90,5 +91,5 @@ func serveCluster(ctx context.Context, c *serveCmd, log *slog.Logger) error {
 	// Of the instances, the one holding a stream's lease archives it; each lists the
 	// store every minute to take over the streams of one that died.
 	ao := sluice.ArchiverOptions{Leaser: store, Rescan: time.Minute}
-	return serveStore(ctx, c, store, archive, ao, log, "nats", c.Nats.URLs, "archive", archive != nil)
+	return serveStore(ctx, c, store, archive, ao, reg, log, "nats", c.Nats.URLs, "archive", archive != nil)
 }

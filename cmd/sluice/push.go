@@ -59,7 +59,7 @@ func (c *pushCmd) Validate() error {
 }
 
 func (c *pushCmd) Run(ctx context.Context, con *console) error {
-	sc := newScrubber(c.URL)
+	sc := c.Client.scrubber(c.URL)
 	in, size, closeIn, err := openInput(c.File)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)

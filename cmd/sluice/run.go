@@ -69,7 +69,7 @@ func (c *runCmd) Validate() error {
 // the first SIGINT or SIGTERM, and sluice run forwards those to the command, which
 // decides when it ends.
 func (c *runCmd) Run(con *console) error {
-	sc := newScrubber(c.URL)
+	sc := c.Client.scrubber(c.URL)
 	warn := func(format string, a ...any) {
 		fmt.Fprintln(con.stderr, sc.line("sluice: warning: "+fmt.Sprintf(format, a...)))
 	}

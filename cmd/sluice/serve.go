@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,14 +38,15 @@ type serveCmd struct {
 	LongPollTimeout    time.Duration `default:"30s" placeholder:"TIME" help:"Longest time a Durable Streams long-poll waits for bytes before it answers 204."`
 	MaxAppend          int64         `default:"33554432" placeholder:"BYTES" help:"Largest Durable Streams append or create body in bytes, read whole before it is stored (413 beyond)."`
 	ShutdownGrace      time.Duration `default:"25s" placeholder:"TIME" help:"Longest time a graceful shutdown may take."`
-	CORSOrigins        string        `name:"cors-origins" default:"*" placeholder:"ORIGINS" help:"Comma-separated origins allowed by CORS."`
+	IdleClose          time.Duration `default:"0s" placeholder:"TIME" help:"Close (and so archive) the open streams nobody wrote to for this long, as busl expired them after 1h; 0 keeps them open. A producer that stays silent longer has its next write refused."`
 	Index              bool          `help:"Serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)."`
 	DebugAddr          string        `placeholder:"ADDRESS" help:"Address of a debug listener with /debug/pprof/ and /metrics; off when empty."`
 	LogFormat          string        `default:"text" enum:"text,json" placeholder:"FORMAT" help:"Log format: text or json."`
 	LogLevel           slog.Level    `default:"info" placeholder:"LEVEL" help:"Log level: debug, info, warn or error."`
 
-	Archive archiveFlags `embed:"" group:"Archive"`
-	Nats    natsFlags    `embed:"" group:"Cluster mode (NATS JetStream)"`
+	Security securityFlags `embed:"" group:"Security"`
+	Archive  archiveFlags  `embed:"" group:"Archive"`
+	Nats     natsFlags     `embed:"" group:"Cluster mode (NATS JetStream)"`
 }
 
 func (serveCmd) Help() string {
@@ -81,8 +81,11 @@ func (c *serveCmd) Run(ctx context.Context, con *console) error {
 	} else {
 		log = slog.New(slog.NewTextHandler(con.stderr, opts))
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics.RegisterBuildInfo(reg, moduleVersion())
 	if c.Nats.URLs != "" {
-		return serveCluster(ctx, c, log)
+		return serveCluster(ctx, c, reg, log)
 	}
 	archive, err := c.Archive.open(c.DataDir)
 	if err != nil {
@@ -93,18 +96,22 @@ func (c *serveCmd) Run(ctx context.Context, con *console) error {
 		MaxStreamSize:  c.MaxStreamSize,
 		MaxOpenStreams: c.MaxOpenStreams,
 		TailSize:       c.TailSize,
+		IdleClose:      c.IdleClose,
 		Logger:         log,
 		Archive:        archive,
+		Metrics:        metrics.NewStore(reg),
 	})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	return serveStore(ctx, c, store, archive, sluice.ArchiverOptions{}, log, "data_dir", c.DataDir)
+	metrics.RegisterDiskBytes(reg, store.DiskBytes)
+	return serveStore(ctx, c, store, archive, sluice.ArchiverOptions{}, reg, log, "data_dir", c.DataDir)
 }
 
-// httpConfig is the HTTP server's configuration from the flags.
-func (c *serveCmd) httpConfig(log *slog.Logger, reg *prometheus.Registry) sluicehttp.Config {
+// httpConfig is the HTTP server's configuration from the flags, and the CertReloader of
+// its certificate when it serves TLS.
+func (c *serveCmd) httpConfig(log *slog.Logger, reg *prometheus.Registry) (sluicehttp.Config, *sluicehttp.CertReloader, error) {
 	hc := sluicehttp.Config{
 		MaxFollowers:       c.MaxFollowers,
 		MaxStreamFollowers: c.MaxStreamFollowers,
@@ -120,24 +127,37 @@ func (c *serveCmd) httpConfig(log *slog.Logger, reg *prometheus.Registry) sluice
 		Logger:             log,
 		Registry:           reg,
 	}
-	if c.CORSOrigins != "*" {
-		hc.CORSOrigins = strings.Split(c.CORSOrigins, ",")
-	}
-	return hc
+	cr, err := c.Security.configure(&hc)
+	return hc, cr, err
+}
+
+// readier is what /readyz asks of the store and the archive (sluicehttp.ReadyCheck).
+type readier interface {
+	Ready(ctx context.Context) error
 }
 
 // serveStore serves store over HTTP until ctx ends, with what the local and the cluster
-// mode share: metrics, the Archiver (when there is an archive, tuned by ao), CORS, the
-// listeners. attrs describe the store in the log.
-func serveStore(ctx context.Context, c *serveCmd, store sluice.ArchivableStore, archive sluice.Archive, ao sluice.ArchiverOptions, log *slog.Logger, attrs ...any) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+// mode share: the Archiver (when there is an archive, tuned by ao), the readiness
+// checks, access control, the listeners. attrs describe the store in the log.
+func serveStore(ctx context.Context, c *serveCmd, store sluice.ArchivableStore, archive sluice.Archive, ao sluice.ArchiverOptions, reg *prometheus.Registry, log *slog.Logger, attrs ...any) error {
+	hc, certs, err := c.httpConfig(log, reg)
+	if err != nil {
+		return err
+	}
+	for name, r := range map[string]any{"store": store, "archive": archive} {
+		if r, ok := r.(readier); ok {
+			hc.Ready = append(hc.Ready, sluicehttp.ReadyCheck{Name: name, Check: r.Ready})
+		}
+	}
 	if archive != nil {
 		ao.Retention, ao.Logger, ao.Metrics = c.Archive.Retention, log, metrics.NewArchiver(reg)
 		stop := runArchiver(sluice.NewArchiver(store, archive, ao), log)
 		defer stop() // before the store closes
 	}
-	srv := sluicehttp.NewServer(store, c.httpConfig(log, reg))
+	if certs != nil {
+		defer reloadOnHUP(ctx, certs, log)()
+	}
+	srv := sluicehttp.NewServer(store, hc)
 	ln, err := sluicehttp.Listen(ctx, c.Addr)
 	if err != nil {
 		return err
@@ -150,7 +170,8 @@ func serveStore(ctx context.Context, c *serveCmd, store sluice.ArchivableStore, 
 		}
 		defer stopDebug()
 	}
-	log.Info("serving", append(append([]any{"addr", ln.Addr().String()}, attrs...), "version", version)...)
+	log.Info("serving", append(append([]any{"addr", ln.Addr().String(), "tls", certs != nil}, attrs...), "version", moduleVersion())...)
+	warnIfOpen(log, &hc, ln.Addr())
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")
 	return err

@@ -55,6 +55,7 @@ func freeAddr(t *testing.T) string {
 // proc is a sluice serve child process.
 type proc struct {
 	addr, url string
+	log       string // the file of its stdout and stderr
 	cmd       *exec.Cmd
 	done      chan struct{} // closed once the process has exited and been waited for
 	waitErr   error         // cmd.Wait's result, set before done is closed
@@ -76,7 +77,7 @@ func startSluice(t *testing.T, addr, dataDir string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{addr: addr, url: "http://" + addr, cmd: cmd, done: make(chan struct{})}
+	p := &proc{addr: addr, url: "http://" + addr, log: logf.Name(), cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
@@ -692,7 +693,8 @@ func TestDebugListener(t *testing.T) {
 		t.Fatalf("publish: %d", r.status)
 	}
 	r := do(t, c, http.MethodGet, debug+"/metrics", nil)
-	for _, m := range []string{"go_goroutines ", "process_open_fds ", "sluice_published_bytes_total 5\n"} {
+	for _, m := range []string{"go_goroutines ", "process_open_fds ", "sluice_published_bytes_total 5\n",
+		`sluice_build_info{version="`, "sluice_disk_bytes 5\n", "sluice_fsync_seconds_count "} {
 		if !bytes.Contains(r.body, []byte(m)) {
 			t.Errorf("debug /metrics (%d) lacks %q", r.status, m)
 		}

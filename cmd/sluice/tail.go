@@ -68,7 +68,7 @@ func (c *tailCmd) maxAttempts() int {
 }
 
 func (c *tailCmd) Run(ctx context.Context, con *console) error {
-	sc := newScrubber(c.URL)
+	sc := c.Client.scrubber(c.URL)
 	log, closeLog, err := c.Client.logger(con.stderr, slog.LevelWarn, sc)
 	if err != nil {
 		return err

@@ -48,11 +48,8 @@ func (versionFlag) BeforeApply(k *kong.Kong) error {
 //	date   2026-11-30T10:00:00Z
 //	go     go1.26.8 linux/amd64
 func versionText(bi *debug.BuildInfo) string {
-	v, rev, date, modified := version, "", "", false
+	v, rev, date, modified := versionOf(bi), "", "", false
 	if bi != nil {
-		if v == "" {
-			v = bi.Main.Version
-		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -65,7 +62,7 @@ func versionText(bi *debug.BuildInfo) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "sluice %s\n", cmp.Or(v, "(devel)"))
+	fmt.Fprintf(&b, "sluice %s\n", v)
 	if rev != "" {
 		fmt.Fprintf(&b, "commit %s", rev)
 		if modified {
@@ -78,4 +75,19 @@ func versionText(bi *debug.BuildInfo) string {
 	}
 	fmt.Fprintf(&b, "go     %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return b.String()
+}
+
+// versionOf is the version of a build with information bi (nil if none): -X
+// main.version, or the module's, or "(devel)".
+func versionOf(bi *debug.BuildInfo) string {
+	if version == "" && bi != nil {
+		return cmp.Or(bi.Main.Version, "(devel)")
+	}
+	return cmp.Or(version, "(devel)")
+}
+
+// moduleVersion is the running binary's version, for the log and sluice_build_info.
+func moduleVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(bi)
 }
