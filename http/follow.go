@@ -92,27 +92,25 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, key string, st s
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
 	setInfo(h, info)
-	if req.kind == "websocket" {
-		defer m.Leave()
-		s.followWebSocket(w, r, m, st, off, end, req.follow)
-		return false
-	}
 	if req.kind == "sse" {
 		h.Set("Content-Type", "text/event-stream")
-	} else {
+	} else if req.kind == "raw" {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")
 	}
-	f := &follower{s: s, m: m, st: st, kind: req.kind, off: off, end: end, follow: req.follow, done: requestOf(r.Context()).handOff()}
+	f := &follower{s: s, m: m, st: st, key: key, kind: req.kind, off: off, end: end, follow: req.follow, done: requestOf(r.Context()).handOff()}
 	return s.hijackFollower(w, r, f)
 }
 
-// follower is a follower on its hijacked connection: raw, SSE, or Durable Streams SSE.
+// follower is a follower on its hijacked connection: raw, SSE, Durable Streams SSE or
+// WebSocket.
 type follower struct {
 	s        *Server
 	m        *fanout.Member
 	st       sluice.Stream
-	kind     string // raw, sse or durable-sse
+	key      string
+	kind     string    // raw, sse, durable-sse or websocket
+	in       io.Reader // websocket: what the client sends
 	off, end int64
 	follow   bool
 	done     func(status int, bytes int64, attrs ...any) // logs the request when it ends
@@ -140,7 +138,13 @@ func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follo
 		f.run(r.Context(), wi)
 		return true
 	}
-	wi, err := fanout.Hijack(w, r, s.cfg.WriteTimeout, flushed, sent)
+	var wi *fanout.Wire
+	var err error
+	if f.kind == "websocket" {
+		wi, f.in, err = s.upgrade(w, r)
+	} else {
+		wi, err = fanout.Hijack(w, r, s.cfg.WriteTimeout, flushed, sent)
+	}
 	if err != nil {
 		hold()
 		f.lost(err)
@@ -166,7 +170,15 @@ func (s *Server) hijackFollower(w http.ResponseWriter, r *http.Request, f *follo
 func (f *follower) lost(err error) {
 	f.m.Leave()
 	f.s.metrics.followers.WithLabelValues(f.kind).Dec()
-	f.done(http.StatusOK, 0, "outcome", "lost", "err", err)
+	f.done(f.status(), 0, "outcome", "lost", "err", err)
+}
+
+// status is the status of the follower's response, for its log line.
+func (f *follower) status() int {
+	if f.kind == "websocket" {
+		return http.StatusSwitchingProtocols
+	}
+	return http.StatusOK
 }
 
 // run follows the stream until ctx is done, in the request's goroutine (HTTP/2).
@@ -187,7 +199,7 @@ func (f *follower) stop(wi *fanout.Wire, t fanout.Transport, outcome fanout.Outc
 	defer f.m.Leave()
 	defer f.s.metrics.followers.WithLabelValues(f.kind).Dec()
 	defer func() {
-		f.done(http.StatusOK, wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
+		f.done(f.status(), wi.Sent(), "outcome", outcomeName[outcome], "from", f.off, "to", reached)
 	}()
 	if outcome == fanout.OutcomeStalled {
 		f.s.metrics.slowDropped.Inc()
@@ -202,12 +214,18 @@ func (f *follower) transport(wi *fanout.Wire) (fanout.Transport, error) {
 		return newSSE(wi, f.s.cfg)
 	case "durable-sse":
 		return newDurableEvents(wi, f.s.cfg, f.st.Info(), f.off, f.cursor, f.binary)
+	case "websocket":
+		return newWebSocket(wi, f.in, f.s.cfg, func() { f.s.fan.Wake(f.key) }), nil
 	}
 	return &raw{wire: wi, probe: f.s.cfg.ProbeInterval}, nil
 }
 
 // finish ends the response as the outcome says.
 func (f *follower) finish(wi *fanout.Wire, t fanout.Transport, outcome fanout.Outcome) {
+	if ws, ok := t.(*webSocket); ok {
+		ws.end(outcome)
+		return
+	}
 	switch {
 	case outcome == fanout.OutcomeClosed:
 		switch t := t.(type) {

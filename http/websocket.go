@@ -1,105 +1,246 @@
 package http
 
 import (
-	"context"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/fanout"
 )
 
-// statusPurged closes a WebSocket whose stream was purged; reconnecting would get a 404.
-const statusPurged websocket.StatusCode = 4404
+// A WebSocket follower is served on its hijacked connection as raw and SSE followers
+// are: the stream's bytes go as binary frames (github.com/gobwas/ws frames them), each
+// a run of consecutive bytes, written by the follower's owner, which parks it while it
+// waits (internal/fanout). What the client sends is read by a goroutine of the
+// follower's own, which always reads, so that pings, pongs and chatter never pile up
+// in kernel buffers: data messages are discarded as they stream in, never held; a ping
+// or a close is noted as owed and the owner answers it (fanout.Answerer), so that only
+// one goroutine writes to the connection. An idle WebSocket follower costs its
+// connection, that reader's small stack and a few hundred bytes.
 
-// webSocket sends a stream's bytes as binary messages, each a run of consecutive bytes.
-type webSocket struct {
-	c    *websocket.Conn
-	ctx  context.Context
-	cfg  Config
-	m    *metrics
-	sent int64 // bytes of the stream sent
+// statusPurged closes a WebSocket whose stream was purged; reconnecting would get a 404.
+const statusPurged ws.StatusCode = 4404
+
+// statusServiceRestart (RFC 6455's registry: 1012) closes the followers of a server
+// shutting down; they reconnect.
+const statusServiceRestart ws.StatusCode = 1012
+
+// closeWait is how long a closing follower waits for the client's close frame.
+const closeWait = time.Second
+
+// errClosedByClient ends a follower whose client sent a close frame.
+var errClosedByClient = errors.New("websocket closed by the client")
+
+// upgrade answers the WebSocket handshake with the headers set on w, on the hijacked
+// connection, and returns its Wire and what the client sent after its request.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*fanout.Wire, io.Reader, error) {
+	u := ws.HTTPUpgrader{Timeout: s.cfg.WriteTimeout, Header: w.Header().Clone()}
+	conn, brw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if conn != nil {
+			conn.Close() // the upgrader has answered the client
+		}
+		return nil, nil, fmt.Errorf("websocket upgrade: %w", err)
+	}
+	var in io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 { // frames sent right behind the request
+		early, _ := brw.Reader.Peek(n)
+		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	wi := fanout.Upgraded(conn, s.cfg.WriteTimeout, s.metrics.flushSeconds, s.metrics.bytesOut.WithLabelValues("websocket"))
+	return wi, in, nil
 }
 
-// followWebSocket upgrades the request and follows the stream. A reader goroutine drains
-// the socket for as long as the connection lives, discarding data messages and answering
-// pings, so that client chatter never piles up in kernel buffers.
-func (s *Server) followWebSocket(w http.ResponseWriter, r *http.Request, m *fanout.Member, st sluice.Stream, off, end int64, follow bool) {
-	defer s.fan.Hold()()
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		return // Accept has answered the client
-	}
-	done := requestOf(r.Context()).handOff()
-	s.metrics.followers.WithLabelValues("websocket").Inc()
-	defer s.metrics.followers.WithLabelValues("websocket").Dec()
-	defer c.CloseNow()
-	stop := context.AfterFunc(s.fan.Killed(), func() { c.CloseNow() })
-	defer stop()
-	c.SetReadLimit(-1) // messages are discarded as they stream in, never held
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		defer cancel() // a client that stops reading frames is gone
-		for {
-			_, msg, err := c.Reader(ctx)
-			if err != nil {
-				return
-			}
-			if _, err := io.Copy(io.Discard, msg); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { c.CloseNow(); <-drained }()
+// webSocket frames a stream's bytes as binary messages on its Wire.
+type webSocket struct {
+	wire    *fanout.Wire
+	conn    net.Conn
+	ping    time.Duration // WSPingInterval
+	scratch [ws.MaxHeaderSize]byte
+	out     appender // the Wire's buffer while a frame header is written to it
 
-	t := &webSocket{c: c, ctx: ctx, cfg: s.cfg, m: s.metrics}
-	outcome, reached := s.fan.Follow(ctx, m, st, t, off, end, follow)
-	switch outcome {
-	case fanout.OutcomeClosed:
-		c.Close(websocket.StatusNormalClosure, "end")
-	case fanout.OutcomeCaughtUp:
-		c.Close(websocket.StatusNormalClosure, "caught up")
-	case fanout.OutcomeDrained:
-		c.Close(websocket.StatusServiceRestart, "server shutting down")
-	case fanout.OutcomePurged:
-		c.Close(statusPurged, "stream purged")
-	case fanout.OutcomeEnded:
-		c.Close(websocket.StatusPolicyViolation, "ended")
-	case fanout.OutcomeStalled:
-		s.metrics.slowDropped.Inc()
-	}
-	done(http.StatusSwitchingProtocols, t.sent, "outcome", outcomeName[outcome], "from", off, "to", reached)
+	pinged time.Time    // when the last ping went, if its pong has not come; the owner's
+	pong   atomic.Int64 // when the last pong came (UnixNano); the reader's
+	owed   atomic.Bool  // the reader has noted something to answer
+	mu     sync.Mutex   // the reader's notes:
+	ping1  []byte       // the last ping's payload, to answer with a pong, or nil
+	closed []byte       // the client's close frame's payload, to echo, or nil
+	err    error        // why the reader stopped: the client is gone, or broke the protocol
+
+	read chan struct{} // closed once the reader has stopped
+	wake func()        // tells the owner that something is owed (fanout.Fanout.Wake)
+}
+
+// newWebSocket starts the follower's reader of in, which wakes the hub of key when the
+// client is owed an answer.
+func newWebSocket(wi *fanout.Wire, in io.Reader, cfg Config, wake func()) *webSocket {
+	t := &webSocket{wire: wi, conn: wi.Conn(), ping: cfg.WSPingInterval, read: make(chan struct{}), wake: wake}
+	go t.reader(in)
+	return t
+}
+
+// appender is an io.Writer that appends to a byte slice: a frame header written into
+// the Wire's buffer.
+type appender []byte
+
+func (a *appender) Write(p []byte) (int, error) {
+	*a = append(*a, p...)
+	return len(p), nil
+}
+
+// frame appends a frame of op with payload p to the pending output.
+func (t *webSocket) frame(op ws.OpCode, p []byte) error {
+	t.out = t.wire.Buffer()
+	ws.WriteHeaderBuffer(&t.out, ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}, t.scratch[:])
+	b := append([]byte(t.out), p...)
+	t.out = nil
+	return t.wire.Commit(b)
 }
 
 func (t *webSocket) Write(b []byte, off int64, info sluice.Info, final bool) (int, error) {
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.WriteTimeout)
-	defer cancel()
-	if err := t.c.Write(ctx, websocket.MessageBinary, b); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = errors.Join(err, os.ErrDeadlineExceeded)
-		}
-		return 0, err
-	}
-	t.m.bytesOut.WithLabelValues("websocket").Add(float64(len(b)))
-	t.sent += int64(len(b))
-	return len(b), nil
+	return len(b), t.frame(ws.OpBinary, b)
 }
 
-func (t *webSocket) Flush() error { return nil }
+func (t *webSocket) Flush() error { return t.wire.Flush() }
 
-// Keepalive pings and waits for the pong; the reader goroutine delivers it.
+// Keepalive drops a follower whose last ping has no pong yet, an interval later, and
+// pings it again.
 func (t *webSocket) Keepalive() error {
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.WSPingInterval)
-	defer cancel()
-	return t.c.Ping(ctx)
+	if !t.pinged.IsZero() && t.pong.Load() < t.pinged.UnixNano() {
+		return fmt.Errorf("%w: no pong within %v", fanout.ErrGone, t.ping)
+	}
+	t.pinged = time.Now()
+	if err := t.frame(ws.OpPing, nil); err != nil {
+		return err
+	}
+	return t.wire.Flush()
 }
 
-func (t *webSocket) Idle() time.Duration { return t.cfg.WSPingInterval }
+func (t *webSocket) Idle() time.Duration { return t.ping }
+
+// Answer writes the pong or the close that the client is owed, and ends the follower
+// after a close, or once the reader has stopped.
+func (t *webSocket) Answer() error {
+	if !t.owed.Load() {
+		return nil
+	}
+	t.mu.Lock()
+	t.owed.Store(false)
+	ping, closed, err := t.ping1, t.closed, t.err
+	t.ping1 = nil
+	t.mu.Unlock()
+	if ping != nil {
+		if err := t.frame(ws.OpPong, ping); err != nil {
+			return err
+		}
+		if err := t.wire.Flush(); err != nil {
+			return err
+		}
+	}
+	if closed != nil || err != nil {
+		return errors.Join(fanout.ErrGone, err)
+	}
+	return nil
+}
+
+// reader reads the client's frames until the connection fails or the client closes
+// it: data is discarded, pongs are timed, pings and the close are noted for Answer.
+func (t *webSocket) reader(in io.Reader) {
+	defer close(t.read)
+	rd := &wsutil.Reader{Source: in, State: ws.StateServerSide, OnIntermediate: t.control}
+	for {
+		h, err := rd.NextFrame()
+		switch {
+		case err == nil && h.OpCode.IsControl():
+			err = t.control(h, rd)
+		case err == nil:
+			err = rd.Discard()
+		}
+		if err != nil {
+			t.note(func() {
+				if t.closed == nil {
+					t.err = err
+				}
+			})
+			return
+		}
+	}
+}
+
+// control handles a control frame whose payload r holds (unmasked).
+func (t *webSocket) control(h ws.Header, r io.Reader) error {
+	p := make([]byte, h.Length) // at most 125 bytes
+	if _, err := io.ReadFull(r, p); err != nil {
+		return err
+	}
+	switch h.OpCode {
+	case ws.OpPong:
+		t.pong.Store(time.Now().UnixNano())
+	case ws.OpPing:
+		t.note(func() { t.ping1 = p })
+	case ws.OpClose:
+		t.note(func() { t.closed = p })
+		return errClosedByClient
+	}
+	return nil
+}
+
+// note records what the reader learnt with fn, under the lock, and wakes the owner.
+func (t *webSocket) note(fn func()) {
+	t.mu.Lock()
+	fn()
+	t.owed.Store(true)
+	t.mu.Unlock()
+	t.wake()
+}
+
+// end closes the connection as the outcome says: with a close frame, then a wait for
+// the client's; a client that closed gets its code back, one that broke the protocol
+// 1002, and one gone or stalled no frame.
+func (t *webSocket) end(o fanout.Outcome) {
+	if body, ok := t.closeBody(o); ok && t.frame(ws.OpClose, body) == nil && t.wire.Flush() == nil {
+		t.conn.SetReadDeadline(time.Now().Add(closeWait))
+	} else {
+		t.conn.Close()
+	}
+	<-t.read
+	t.wire.Abort() // gives the buffers back, and closes the connection
+}
+
+// closeBody is the payload of the close frame that ends a follower with outcome o, if
+// one is sent.
+func (t *webSocket) closeBody(o fanout.Outcome) ([]byte, bool) {
+	switch o {
+	case fanout.OutcomeClosed:
+		return ws.NewCloseFrameBody(ws.StatusNormalClosure, "end"), true
+	case fanout.OutcomeCaughtUp:
+		return ws.NewCloseFrameBody(ws.StatusNormalClosure, "caught up"), true
+	case fanout.OutcomeDrained:
+		return ws.NewCloseFrameBody(statusServiceRestart, "server shutting down"), true
+	case fanout.OutcomePurged:
+		return ws.NewCloseFrameBody(statusPurged, "stream purged"), true
+	case fanout.OutcomeEnded:
+		return ws.NewCloseFrameBody(ws.StatusPolicyViolation, "ended"), true
+	case fanout.OutcomeGone:
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		var pe ws.ProtocolError
+		switch {
+		case t.closed != nil:
+			return t.closed[:min(2, len(t.closed))], true // its code back
+		case errors.As(t.err, &pe):
+			return ws.NewCloseFrameBody(ws.StatusProtocolError, string(pe)), true
+		}
+	}
+	return nil, false
+}

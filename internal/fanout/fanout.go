@@ -132,7 +132,7 @@ func (f *Fanout) End(key string) {
 		ks.ended = make(chan struct{})
 	}
 	f.mu.Unlock()
-	f.endHub(key)
+	f.Wake(key)
 }
 
 // Drain ends every follower (Follow returns OutcomeDrained), as a shutdown begins.

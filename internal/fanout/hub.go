@@ -48,6 +48,36 @@ type Follower struct {
 	gone    error           // a parked write's or keepalive's failure, for its goroutine
 }
 
+// An Answerer is a Transport whose client talks back (a WebSocket's pings and close):
+// its reader, on a goroutine of its own, notes what is owed and wakes the stream's
+// hub (Wake); the follower's owner, parked or not, writes it with Answer between its
+// writes, so that only one goroutine ever writes to the connection.
+type Answerer interface {
+	// Answer writes what is owed, if anything (cheap when nothing is); an error ends
+	// the follower (its client closed or is gone).
+	Answer() error
+}
+
+// answer writes what f's client is owed, if its transport is an Answerer.
+func answer(f *Follower) error {
+	if a, ok := f.Transport.(Answerer); ok {
+		return a.Answer()
+	}
+	return nil
+}
+
+// Wake makes the hub of key look at its parked followers at once: a follower's client
+// is owed an answer (Answerer), or End ended them and they must be unparked. A follower
+// that is not parked answers before it parks.
+func (fan *Fanout) Wake(key string) {
+	fan.hubsMu.Lock()
+	h := fan.hubs[key]
+	fan.hubsMu.Unlock()
+	if h != nil {
+		h.wake()
+	}
+}
+
 // Serve follows the stream for f on a goroutine of the Fanout's own: Shutdown waits
 // for f to finish, and closes its connection once the grace is over.
 func (fan *Fanout) Serve(f *Follower) {
@@ -80,6 +110,10 @@ func (fan *Fanout) run(f *Follower) {
 	f.Off = next
 	if done {
 		fan.finish(f, o)
+		return
+	}
+	if err := answer(f); err != nil {
+		fan.finish(f, fan.failed(f.Member, err))
 		return
 	}
 	f.changed, f.probed = changed, time.Now()
@@ -270,15 +304,19 @@ type read struct {
 	err     error
 }
 
-// write sends f the bytes of r without waiting, and reports whether f stays parked:
-// not if anything but bytes of an open stream is to be told, or the socket did not
-// take them all.
+// write sends f what its client is owed and the bytes of r, without waiting, and
+// reports whether f stays parked: not if anything but bytes of an open stream is to be
+// told, or the socket did not take them all.
 func (h *hub) write(f *Follower, r read) bool {
 	if r.err != nil || r.info.Closed || stopped(context.Background(), h.fan.drain, f.Member.ended) != nil {
 		return false
 	}
+	if err := answer(f); err != nil {
+		f.gone = err
+		return false
+	}
 	if len(r.b) == 0 {
-		return true
+		return !f.Wire.Pending()
 	}
 	n, err := f.Transport.Write(r.b, f.Off, r.info, false)
 	if err == nil {
@@ -335,14 +373,4 @@ func remove(list, out []*Follower) []*Follower {
 	}
 	clear(list[len(kept):])
 	return kept
-}
-
-// endHub wakes the hub of key, whose followers End ended: it unparks them.
-func (fan *Fanout) endHub(key string) {
-	fan.hubsMu.Lock()
-	h := fan.hubs[key]
-	fan.hubsMu.Unlock()
-	if h != nil {
-		h.wake()
-	}
 }

@@ -82,6 +82,14 @@ func Hijack(w http.ResponseWriter, r *http.Request, timeout time.Duration, flush
 	return wi, nil
 }
 
+// Upgraded returns a Wire over conn, a connection that was hijacked and upgraded
+// (WebSocket): the bytes go as they are, with no HTTP framing.
+func Upgraded(conn net.Conn, timeout time.Duration, flushed prometheus.Observer, sent prometheus.Counter) *Wire {
+	wi := &Wire{conn: conn, timeout: timeout, flushed: flushed, sent: sent}
+	wi.canTry()
+	return wi
+}
+
 // Buffer returns the pending output to append to; Commit takes it back.
 func (w *Wire) Buffer() []byte {
 	if w.out == nil {
