@@ -82,6 +82,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, key string, st s
 			return false
 		}
 	}
+	// Followers are never compressed, whatever Accept-Encoding says: they flush every
+	// write as it comes, and an encoder would either hold bytes back or, flushed at each
+	// write, add its framing to every run of a few bytes for little gain.
 	m, err := s.fan.Join(key)
 	if err != nil {
 		s.fail(w, r, err)
@@ -289,15 +292,26 @@ func transportKind(r *http.Request) (string, error) {
 }
 
 // serveClosed serves a closed stream as an ordinary file: Content-Length, ETag, and 206
-// with Content-Range for a Range request, from the store at the reader's pace.
+// with Content-Range for a Range request, from the store at the reader's pace. A whole
+// read is compressed if the client accepts it (compress.go); a read from an offset or of
+// a range never is, so that its bytes and Content-Range stay the stored ones.
 func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.Stream, info sluice.Info, off int64, rng *byteRange) {
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
-	setInfo(h, info)
+	setFileHeaders(h, info, off)
+	if wholeRead(r) {
+		h.Add("Vary", "Accept-Encoding")
+		if c, release := s.compression(r); c != nil {
+			defer release()
+			if err := s.serveCompressed(w, r, st, info, c); err != nil { // compress.go
+				// Abort, never end cleanly (the last chunk) short of the stream's end:
+				// the client must see the response incomplete, as it would without
+				// its Content-Length. The panic skips the caller's Release.
+				st.Release()
+				panic(http.ErrAbortHandler)
+			}
+			return
+		}
+	}
 	content := io.NewSectionReader(fanout.ReaderAt{Ctx: r.Context(), Stream: st}, 0, info.Length)
 	if rng == nil {
 		// The offset came from Last-Event-ID or ?offset: serve from it, and let no Range
@@ -307,7 +321,17 @@ func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.S
 		content = io.NewSectionReader(fanout.ReaderAt{Ctx: r.Context(), Stream: st}, off, info.Length-off)
 	}
 	if off == 0 || rng != nil {
-		h.Set("ETag", `"`+info.Version+"-"+strconv.FormatInt(info.Length, 10)+`"`)
+		h.Set("ETag", identityETag(info))
 	}
 	http.ServeContent(w, r, "", time.Time{}, content)
+}
+
+// setFileHeaders sets the headers of a closed stream read as a file from off.
+func setFileHeaders(h http.Header, info sluice.Info, off int64) {
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Stream-Offset", strconv.FormatInt(off, 10))
+	setInfo(h, info)
 }

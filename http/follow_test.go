@@ -826,8 +826,8 @@ func TestRawExactBytes(t *testing.T) {
 	}
 	subEqual(t, "open stream", append(first, rest...), content)
 
-	// Closed: an ordinary file.
-	resp := subGet(t, ctx, ts, "a", "", nil)
+	// Closed: an ordinary file (identity: compression is TestCompressedWholeRead's).
+	resp := subGet(t, ctx, ts, "a", "", subHeader("Accept-Encoding", "identity"))
 	subWantStatus(t, resp, 200)
 	subWantFollowHeaders(t, resp.Header, 0, int64(len(content)), true)
 	subWantHeaders(t, resp.Header,

@@ -125,6 +125,8 @@ func (s *Server) createRandom(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
+// head serves HEAD /streams/{key}: the stream's length and state, for a producer that
+// resumes; for a closed stream, what a GET of it would get.
 func (s *Server) head(w http.ResponseWriter, r *http.Request, key string) {
 	st, err := s.store.Open(r.Context(), key)
 	if err != nil {
@@ -134,6 +136,17 @@ func (s *Server) head(w http.ResponseWriter, r *http.Request, key string) {
 	info := st.Info()
 	st.Release()
 	setInfo(w.Header(), info)
+	if info.Closed && wholeRead(r) {
+		// The headers the same GET would get, compressed or not (compress.go), so that a
+		// client or a cache may ask before it downloads; a GET may still be answered
+		// uncompressed if every MaxCompressed place is taken when it comes.
+		w.Header().Add("Vary", "Accept-Encoding")
+		if c := negotiate(r.Header); c != nil && info.Length > 0 && s.cfg.MaxCompressed > 0 {
+			setFileHeaders(w.Header(), info, 0)
+			s.serveCompressed(w, r, nil, info, c) // HEAD: headers only, no error
+			return
+		}
+	}
 	if info.Closed {
 		w.Header().Set("Content-Length", strconv.FormatInt(info.Length, 10))
 	}

@@ -90,6 +90,11 @@ type Config struct {
 	// Ready are the checks /readyz makes besides the shutdown: a balancer sends no
 	// request to a server that fails one.
 	Ready []ReadyCheck
+	// MaxCompressed bounds the whole reads of closed streams compressed at once: each
+	// holds an encoder (about 1 MiB for gzip, 4 MiB for zstd) for as long as its client
+	// takes to download. Beyond, whole reads are answered uncompressed (32). Negative:
+	// never compress.
+	MaxCompressed int
 	// Authorizer decides what each request may do (sluice.OpRead on a key, ...); nil
 	// means sluice.AllowAll, an open server.
 	Authorizer sluice.Authorizer
@@ -111,6 +116,9 @@ func (c *Config) setDefaults() {
 	def(&c.LongPollTimeout, 30*time.Second)
 	if c.MaxAppend <= 0 {
 		c.MaxAppend = 32 << 20
+	}
+	if c.MaxCompressed == 0 {
+		c.MaxCompressed = 32
 	}
 	if c.MaxRead <= 0 {
 		c.MaxRead = 1 << 20
@@ -141,6 +149,8 @@ type Server struct {
 	fan    *fanout.Fanout
 	limits *limits    // bound each client address (limits.go); nil without limits
 	recent recentKeys // for the index page (viewer.go), when Config.Index
+	// compressing holds a token per compressed read under way (compress.go).
+	compressing chan struct{}
 }
 
 // NewServer returns a Server for store.
@@ -152,6 +162,7 @@ func NewServer(store sluice.Store, cfg Config) *Server {
 		log:   cfg.Logger,
 		fan:   fanout.New(fanout.Config{MaxFollowers: cfg.MaxFollowers, MaxStreamFollowers: cfg.MaxStreamFollowers}),
 	}
+	s.compressing = make(chan struct{}, max(0, cfg.MaxCompressed))
 	if cfg.RateLimit > 0 || cfg.MaxClientRequests > 0 {
 		s.limits = newLimits(cfg.RateLimit, cfg.RateBurst, cfg.MaxClientRequests)
 	}

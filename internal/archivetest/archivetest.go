@@ -5,6 +5,7 @@ package archivetest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/sluicehq/sluice/file"
 	sluicehttp "github.com/sluicehq/sluice/http"
@@ -109,7 +111,10 @@ type Response struct {
 }
 
 var headers = []string{"Content-Length", "Content-Range", "Content-Type", "Accept-Ranges", "ETag",
-	"Stream-Offset", "Stream-Length", "Stream-Closed", "Cache-Control"}
+	"Stream-Offset", "Stream-Length", "Stream-Closed", "Cache-Control", "Content-Encoding", "Vary"}
+
+// identity asks for the stored bytes as they are: Go's transport would ask for gzip.
+var identity = http.Header{"Accept-Encoding": {"identity"}}
 
 // Reads reads the closed stream of key, of length n, through every transport and rule
 // of the contract that applies to a closed stream, and returns what each answered.
@@ -118,8 +123,11 @@ func Reads(t testing.TB, url, key string, n int) map[string]Response {
 	u := url + "/streams/" + key
 	mid := strconv.Itoa(n / 3)
 	out := map[string]Response{
-		"raw":          get(t, u, nil),
+		"raw":          get(t, u, identity),
+		"raw gzip":     get(t, u, http.Header{"Accept-Encoding": {"gzip"}}),
+		"raw zstd":     get(t, u, http.Header{"Accept-Encoding": {"gzip, zstd"}}),
 		"raw range":    get(t, u, http.Header{"Range": {"bytes=" + mid + "-" + strconv.Itoa(n/3+99)}}),
+		"range gzip":   get(t, u, http.Header{"Range": {"bytes=" + mid + "-" + strconv.Itoa(n/3+99)}, "Accept-Encoding": {"gzip, zstd"}}),
 		"raw suffix":   get(t, u, http.Header{"Range": {"bytes=-100"}}),
 		"raw open":     get(t, u, http.Header{"Range": {"bytes=" + mid + "-"}}),
 		"raw offset":   get(t, u+"?offset="+mid, nil),
@@ -129,7 +137,8 @@ func Reads(t testing.TB, url, key string, n int) map[string]Response {
 		"sse resumed":  getSSE(t, u, mid),
 		"sse at end":   get(t, u, http.Header{"Accept": {"text/event-stream"}, "Last-Event-ID": {strconv.Itoa(n)}}),
 		"websocket":    getWS(t, u),
-		"head":         head(t, u),
+		"head":         head(t, u, nil),
+		"head zstd":    head(t, u, http.Header{"Accept-Encoding": {"zstd"}}),
 	}
 	return out
 }
@@ -144,7 +153,10 @@ func Check(t testing.TB, reads map[string]Response, data []byte) {
 		body   string
 	}{
 		"raw":          {200, string(data)},
+		"raw gzip":     {200, string(data)},
+		"raw zstd":     {200, string(data)},
 		"raw range":    {206, string(data[mid : mid+100])},
+		"range gzip":   {206, string(data[mid : mid+100])},
 		"raw suffix":   {206, string(data[n-100:])},
 		"raw open":     {206, string(data[mid:])},
 		"raw offset":   {200, string(data[mid:])},
@@ -155,6 +167,7 @@ func Check(t testing.TB, reads map[string]Response, data []byte) {
 		"sse at end":   {204, ""},
 		"websocket":    {101, string(data) + "|close 1000 end"},
 		"head":         {200, ""},
+		"head zstd":    {200, ""},
 	}
 	for name, w := range want {
 		r := reads[name]
@@ -176,6 +189,30 @@ func Check(t testing.TB, reads map[string]Response, data []byte) {
 	}
 	if got := reads["head"].Header["Stream-Length"]; got != strconv.Itoa(n) {
 		t.Errorf("head: Stream-Length %q, want %d", got, n)
+	}
+	checkEncodings(t, reads)
+}
+
+// checkEncodings asserts that whole reads are compressed as asked, each with an ETag of
+// its own, and that ranges and HEAD without Accept-Encoding are not.
+func checkEncodings(t testing.TB, reads map[string]Response) {
+	t.Helper()
+	for name, want := range map[string]string{"raw": "", "raw gzip": "gzip", "raw zstd": "zstd",
+		"range gzip": "", "head": "", "head zstd": "zstd"} {
+		if got := reads[name].Header["Content-Encoding"]; got != want {
+			t.Errorf("%s: Content-Encoding %q, want %q", name, got, want)
+		}
+	}
+	tags := map[string]string{}
+	for _, name := range []string{"raw", "raw gzip", "raw zstd"} {
+		tag := reads[name].Header["ETag"]
+		if other, ok := tags[tag]; ok || tag == "" {
+			t.Errorf("%s: ETag %q, the same as %s's", name, tag, other)
+		}
+		tags[tag] = name
+	}
+	if reads["head zstd"].Header["ETag"] != reads["raw zstd"].Header["ETag"] {
+		t.Errorf("head zstd: ETag %q, its GET's %q", reads["head zstd"].Header["ETag"], reads["raw zstd"].Header["ETag"])
 	}
 }
 
@@ -226,12 +263,38 @@ func get(t testing.TB, u string, h http.Header) Response {
 	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 		b = nil // an error message, not the stream's
 	}
+	if b, err = decode(resp.Header.Get("Content-Encoding"), b); err != nil {
+		t.Fatalf("GET %s %v: %v", u, h, err)
+	}
 	return record(resp, string(b))
 }
 
-func head(t testing.TB, u string) Response {
+// decode undoes a Content-Encoding, with decoders other than the server's encoders where
+// there is one: the standard library's gzip.
+func decode(enc string, b []byte) ([]byte, error) {
+	switch enc {
+	case "":
+		return b, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return io.ReadAll(zr)
+	case "zstd":
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		defer zr.Close()
+		return zr.DecodeAll(b, nil)
+	}
+	return nil, fmt.Errorf("unknown Content-Encoding %q", enc)
+}
+
+func head(t testing.TB, u string, h http.Header) Response {
 	t.Helper()
-	resp := do(t, http.MethodHead, u, nil)
+	resp := do(t, http.MethodHead, u, h)
 	resp.Body.Close()
 	return record(resp, "")
 }
