@@ -73,10 +73,17 @@ func (s *Server) durableRead(w http.ResponseWriter, r *http.Request, key string)
 		s.durableFail(w, r, err)
 		return
 	}
+	// The stream is released however this ends, a catch-up cut short by a vanished
+	// client (http.ErrAbortHandler) included, unless an SSE follower took it over.
+	kept := false
+	defer func() {
+		if !kept {
+			st.Release()
+		}
+	}()
 	off := int64(0)
 	if req.offset != "" {
 		if off, err = parseOffset(req.offset, st.Info().Length); err != nil {
-			st.Release()
 			s.durableFail(w, r, err)
 			return
 		}
@@ -84,23 +91,18 @@ func (s *Server) durableRead(w http.ResponseWriter, r *http.Request, key string)
 	// A read renews the stream's TTL, whatever it returns.
 	_, info, changed, err := st.Read(r.Context(), nil, min(off, st.Info().Length))
 	if err != nil {
-		st.Release()
 		s.durableFail(w, r, err)
 		return
 	}
 	off = min(off, info.Length)
 	switch req.live {
 	case "sse":
-		if !s.durableSSE(w, r, key, st, off) {
-			st.Release()
-		}
-		return
+		kept = s.durableSSE(w, r, key, st, off)
 	case "long-poll":
 		s.longPoll(w, r, key, st, off, changed, req.cursor)
 	default:
 		s.catchUp(w, r, st, info, off, req.offset == "now", "")
 	}
-	st.Release()
 }
 
 // longPoll answers at once with what the stream holds past off, or with the stream

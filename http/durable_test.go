@@ -8,13 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	"github.com/sluicehq/sluice/mock"
 	"github.com/sluicehq/sluice/sse"
 )
 
@@ -218,5 +223,41 @@ func TestDurableJSONOnBusl(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 	if want := `[{"a":1},{"b":[1,2]},"three"]`; body != want {
 		t.Fatalf("on /v1/stream/: %s, want %s", body, want)
+	}
+}
+
+// TestCutShortCatchUpReleasesTheStream: a catch-up read whose store fails halfway is
+// aborted (the client sees a body shorter than its Content-Length), and the stream it
+// opened is still released, once.
+func TestCutShortCatchUpReleasesTheStream(t *testing.T) {
+	info := sluice.Info{Length: 1 << 20, Closed: true, Version: "v1", Config: sluice.Config{ContentType: "text/plain"}}
+	var released atomic.Int32
+	st := &mock.Stream{
+		InfoFn: func() sluice.Info { return info },
+		ReadFn: func(_ context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
+			if off >= 64<<10 {
+				return nil, info, nil, errors.New("disk gone")
+			}
+			n := min(int64(len(p)), 64<<10-off)
+			return bytes.Repeat([]byte("x"), int(n)), info, nil, nil
+		},
+		ReleaseFn: func() { released.Add(1) },
+	}
+	store := &mock.Store{OpenFn: func(context.Context, string) (sluice.Stream, error) { return st, nil }}
+	srv := NewServer(store, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/v1/stream/k?offset=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil || n >= resp.ContentLength {
+		t.Fatalf("read %d of %d bytes, err %v: want the response cut short", n, resp.ContentLength, err)
+	}
+	hs.Close() // waits for the handler
+	if got := released.Load(); got != 1 {
+		t.Fatalf("stream released %d times, want 1", got)
 	}
 }
