@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ type serveCmd struct {
 	ReadTimeout        time.Duration `default:"5m" placeholder:"TIME" help:"Longest time a publish body may go without bytes (400, bytes kept, stream open)."`
 	LongPollTimeout    time.Duration `default:"30s" placeholder:"TIME" help:"Longest time a Durable Streams long-poll waits for bytes before it answers 204."`
 	MaxAppend          int64         `default:"33554432" placeholder:"BYTES" help:"Largest Durable Streams append or create body in bytes, read whole before it is stored (413 beyond)."`
+	MaxCompressed      int           `default:"32" placeholder:"N" help:"Most whole reads of closed streams compressed at once (gzip or zstd, as the client accepts); beyond, they are answered uncompressed; 0 never compresses."`
 	ShutdownGrace      time.Duration `default:"25s" placeholder:"TIME" help:"Longest time a graceful shutdown may take."`
 	IdleClose          time.Duration `default:"0s" placeholder:"TIME" help:"Close (and so archive) the open streams nobody wrote to for this long, as busl expired them after 1h; 0 keeps them open. A producer that stays silent longer has its next write refused."`
 	Index              bool          `help:"Serve a page of the streams written since start at / and /streams/ (off: stream keys may be secret)."`
@@ -122,6 +124,7 @@ func (c *serveCmd) httpConfig(log *slog.Logger, reg *prometheus.Registry) (sluic
 		ReadTimeout:        c.ReadTimeout,
 		LongPollTimeout:    c.LongPollTimeout,
 		MaxAppend:          c.MaxAppend,
+		MaxCompressed:      cmp.Or(c.MaxCompressed, -1), // the flag's 0 is the Config's "never"
 		ShutdownGrace:      c.ShutdownGrace,
 		Index:              c.Index,
 		Logger:             log,

@@ -700,3 +700,23 @@ func TestDebugListener(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxCompressedFlag: a whole read of a closed stream is gzipped for a client that
+// accepts it, unless --max-compressed 0 turns compression off.
+func TestMaxCompressedFlag(t *testing.T) {
+	c := newClient(t)
+	for _, tc := range []struct {
+		args     []string
+		encoding string
+	}{{nil, "gzip"}, {[]string{"--max-compressed", "0"}, ""}} {
+		srv := startSluice(t, freeAddr(t), t.TempDir(), tc.args...)
+		body := bytes.Repeat([]byte("a line of a build log\n"), 1000)
+		if r := do(t, c, http.MethodPost, srv.url+"/streams/z", body, "Stream-Close", "true"); r.status/100 != 2 {
+			t.Fatalf("publish: %d", r.status)
+		}
+		r := do(t, c, http.MethodGet, srv.url+"/streams/z", nil, "Accept-Encoding", "gzip")
+		if got := r.header.Get("Content-Encoding"); got != tc.encoding {
+			t.Errorf("sluice serve %v: Content-Encoding %q, want %q", tc.args, got, tc.encoding)
+		}
+	}
+}
