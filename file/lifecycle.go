@@ -218,6 +218,9 @@ func (s *Store) sweepLoop() {
 			if s.opts.IdleClose > 0 {
 				s.closeIdle(time.Now())
 			}
+			if s.opts.ArchiveMaxAge > 0 {
+				s.purgeOldArchives(time.Now())
+			}
 		}
 	}
 }
@@ -254,6 +257,35 @@ func (s *Store) closeIdle(now time.Time) {
 			s.log.Info("idle stream closed", "key", key, "idle_for", s.opts.IdleClose)
 		}
 		h.Release()
+	}
+}
+
+// purgeOldArchives purges the archived streams whose archive is ArchiveMaxAge old at
+// now: the retention of archived objects.
+func (s *Store) purgeOldArchives(now time.Time) {
+	dirs, err := filepath.Glob(s.path("streams", "*", "*", "archived"))
+	if err != nil {
+		return
+	}
+	for _, f := range dirs {
+		d := filepath.Dir(f)
+		rec, err := readRecord(d)
+		if err != nil || now.Sub(rec.At) < s.opts.ArchiveMaxAge {
+			continue
+		}
+		m, err := readMeta(d)
+		if err != nil || m.Version != rec.Version {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = s.Purge(ctx, m.Key)
+		cancel()
+		switch {
+		case err == nil:
+			s.log.Info("archived stream purged", "key", m.Key, "archived_at", rec.At, "max_age", s.opts.ArchiveMaxAge)
+		case !errors.Is(err, sluice.ErrNotFound) && !errors.Is(err, sluice.ErrGone):
+			s.log.Warn("purge an old archived stream", "key", m.Key, "err", err)
+		}
 	}
 }
 

@@ -67,6 +67,10 @@ type Options struct {
 	// IdleClose, if positive, closes the open streams that nobody wrote to for that long
 	// (at the sweep), so that they are archived and their producers' slots freed.
 	IdleClose time.Duration
+	// ArchiveMaxAge, if positive, purges archived streams (their archived object with
+	// them) once their archive is that old, at the sweep: archived logs are kept that
+	// long, then answer 404.
+	ArchiveMaxAge time.Duration
 	// SweepInterval is how often streams past their expiry (sluice.Config's TTL and
 	// ExpiresAt) are deleted when nobody asks for them (1m); every access checks too.
 	SweepInterval time.Duration

@@ -425,13 +425,27 @@ func (s *Store) sweep(ctx context.Context) error {
 		if json.Unmarshal(e.Value(), &m) != nil || m.Deleted {
 			continue
 		}
-		if expired(m, s.accessOf(m.Key), time.Now()) {
+		switch {
+		case expired(m, s.accessOf(m.Key), time.Now()):
 			s.expire(ctx, m.Key, m, e.Revision())
-		} else if s.opts.IdleClose > 0 {
+		case s.opts.ArchiveMaxAge > 0 && m.Archived != nil && time.Since(m.Archived.At) >= s.opts.ArchiveMaxAge:
+			s.purgeOldArchive(ctx, m)
+		case s.opts.IdleClose > 0:
 			s.closeIdle(ctx, m)
 		}
 	}
 	return ctx.Err()
+}
+
+// purgeOldArchive purges the archived stream of m, whose archive is ArchiveMaxAge old:
+// the retention of archived objects. Another instance's sweep may purge it first.
+func (s *Store) purgeOldArchive(ctx context.Context, m meta) {
+	switch err := s.Purge(ctx, m.Key); {
+	case err == nil:
+		s.log.Info("nats store: archived stream purged", "key", m.Key, "archived_at", m.Archived.At, "max_age", s.opts.ArchiveMaxAge)
+	case !errors.Is(err, sluice.ErrNotFound) && !errors.Is(err, sluice.ErrGone):
+		s.log.Warn("nats store: purge an old archived stream", "key", m.Key, "err", err)
+	}
 }
 
 // closeIdle closes the stream of m if it is open and its last message is older than

@@ -83,8 +83,11 @@ type Options struct {
 	// IdleClose, if positive, closes the open streams that nobody wrote to for that
 	// long, at the sweep.
 	IdleClose time.Duration
-	// SweepInterval is how often the streams past their expiry (and idle ones) are
-	// looked for (1m); every Open checks expiry too.
+	// ArchiveMaxAge, if positive, purges archived streams (their archived object with
+	// them) once their archive is that old, at the sweep.
+	ArchiveMaxAge time.Duration
+	// SweepInterval is how often the streams past their expiry (and idle ones, and old
+	// archives) are looked for (1m); every Open checks expiry too.
 	SweepInterval time.Duration
 	// RequestTimeout bounds one request to JetStream (2s). Requests are retried within
 	// the caller's context, since a stream without a leader drops them silently.

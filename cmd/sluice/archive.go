@@ -18,6 +18,7 @@ import (
 type archiveFlags struct {
 	URL          string        `name:"archive" placeholder:"WHERE" help:"Where closed streams are archived: file:///path, s3://bucket/prefix, or off (default file://<data-dir>/archive)."`
 	Retention    time.Duration `name:"archive-retention" default:"1h" placeholder:"TIME" help:"How long a stream's live copy stays after its archive is confirmed; 0s removes it at once."`
+	MaxAge       time.Duration `name:"archive-max-age" default:"0s" placeholder:"TIME" help:"Purge archived streams (the archived object with them) once their archive is this old, e.g. 720h; 0 keeps them forever."`
 	Endpoint     string        `name:"s3-endpoint" placeholder:"URL" help:"S3 endpoint URL (default AWS S3), e.g. https://ACCOUNT.r2.cloudflarestorage.com or http://127.0.0.1:9000."`
 	Region       string        `name:"s3-region" placeholder:"REGION" help:"S3 region (default $$AWS_REGION, else found by the client; auto for R2)."`
 	PathStyle    bool          `name:"s3-path-style" help:"Address buckets as ENDPOINT/BUCKET (MinIO and most self-hosted services)."`

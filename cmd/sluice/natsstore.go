@@ -81,7 +81,7 @@ func serveCluster(ctx context.Context, c *serveCmd, reg *prometheus.Registry, lo
 	}
 	opts := sluicenats.Options{
 		MaxStreamSize: c.MaxStreamSize, MaxOpenStreams: c.MaxOpenStreams, TailSize: c.TailSize,
-		IdleClose: c.IdleClose, Archive: archive,
+		IdleClose: c.IdleClose, Archive: archive, ArchiveMaxAge: c.Archive.MaxAge,
 	}
 	store, closeNATS, err := c.Nats.open(ctx, opts, log)
 	if err != nil {

@@ -99,6 +99,7 @@ func (c *serveCmd) Run(ctx context.Context, con *console) error {
 		MaxOpenStreams: c.MaxOpenStreams,
 		TailSize:       c.TailSize,
 		IdleClose:      c.IdleClose,
+		ArchiveMaxAge:  c.Archive.MaxAge,
 		Logger:         log,
 		Archive:        archive,
 		Metrics:        metrics.NewStore(reg),

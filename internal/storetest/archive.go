@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +39,11 @@ func memArchive() sluice.Archive {
 		StatFn: func(ctx context.Context, key string) (int64, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			return int64(len(objects[key])), nil
+			b, ok := objects[key]
+			if !ok {
+				return 0, sluice.ErrNotFound
+			}
+			return int64(len(b)), nil
 		},
 		DeleteFn: func(ctx context.Context, key string) error {
 			mu.Lock()
@@ -113,6 +118,56 @@ func archivable(t *testing.T, open Open) {
 	got, after := readAll(t, MustOpen(t, s, key))
 	if !bytes.Equal(got, data) || !after.Closed || after.Length != info.Length || after.Version != info.Version {
 		t.Fatalf("after RemoveLive: %d bytes, %+v; want the %d archived bytes, %+v", len(got), after, len(data), info)
+	}
+}
+
+// archiveMaxAge: a stream archived longer ago than the store's ArchiveMaxAge is purged
+// at a sweep, with its archived object, whether its live copy is still there or not;
+// one archived since is kept.
+func archiveMaxAge(t *testing.T, open Open) {
+	ctx := context.Background()
+	archive := memArchive()
+	s := open(t, Options{Archive: archive, ArchiveMaxAge: time.Hour})
+	archived := func(key string, at time.Time, removeLive bool) {
+		t.Helper()
+		Create(t, s, key)
+		h := MustOpen(t, s, key)
+		defer h.Release()
+		info, err := h.Write(ctx, sluice.Write{Data: []byte("old log\n"), Close: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := archive.Put(ctx, key, strings.NewReader("old log\n"), info.Length); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkArchived(ctx, key, sluice.ArchiveRecord{Version: info.Version, Size: info.Length, At: at}); err != nil {
+			t.Fatal(err)
+		}
+		if removeLive {
+			if err := s.RemoveLive(ctx, key, info.Version); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old, oldLive, recent := newKey(t), newKey(t), newKey(t)
+	archived(old, time.Now().Add(-2*time.Hour), true)
+	archived(oldLive, time.Now().Add(-2*time.Hour), false)
+	archived(recent, time.Now().Add(-time.Minute), true)
+	for _, key := range []string{old, oldLive} {
+		eventually(t, key+" purged", func() bool {
+			h, err := s.Open(ctx, key)
+			if err == nil {
+				h.Release()
+			}
+			return errors.Is(err, sluice.ErrNotFound)
+		})
+		if _, err := archive.Stat(ctx, key); !errors.Is(err, sluice.ErrNotFound) {
+			t.Errorf("the archived object of the purged %s: Stat = %v, want ErrNotFound", key, err)
+		}
+	}
+	got, _ := readAll(t, MustOpen(t, s, recent))
+	if string(got) != "old log\n" {
+		t.Fatalf("a stream archived within ArchiveMaxAge reads %q", got)
 	}
 }
 

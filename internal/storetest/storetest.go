@@ -23,6 +23,9 @@ type Options struct {
 	MaxStreamSize int64
 	// Archive, if set, is where the store reads streams whose live copy it removed.
 	Archive sluice.Archive
+	// ArchiveMaxAge, if set, is the store's retention of archived streams, with a sweep
+	// every few tens of milliseconds.
+	ArchiveMaxAge time.Duration
 }
 
 var keys int
@@ -41,6 +44,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("WriteRules", func(t *testing.T) { writeRules(t, open) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { concurrentWrites(t, open) })
 	t.Run("Archivable", func(t *testing.T) { archivable(t, open) })
+	t.Run("ArchiveMaxAge", func(t *testing.T) { archiveMaxAge(t, open) })
 	t.Run("Writers", func(t *testing.T) { writers(t, open) })
 	t.Run("WritersOutliveHandles", func(t *testing.T) { writersOpen(t, open) })
 	t.Run("Forks", func(t *testing.T) { forks(t, open) })
