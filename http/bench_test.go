@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,115 @@ func (w *fanoutTail) Write(p []byte) (int, error) {
 	w.last = append(w.last, p[max(0, len(p)-64):]...)
 	w.last = w.last[max(0, len(w.last)-64):]
 	return len(p), nil
+}
+
+// BenchmarkDelivery measures the delivery loop itself: 1,000 caught-up followers of one
+// stream, each on its own loopback socket, and a producer that publishes one 80-byte line
+// and waits until every follower has it before the next, so that each line is one write
+// per follower, as at 20 lines/s in `sluice bench fanout`. An op is one line; custom
+// metrics: ns/delivery and allocs/delivery (the whole process's allocations, followers'
+// reads included, over lines × followers). Run it with
+//
+//	go test -run x -bench Delivery -benchtime=500x ./http
+func BenchmarkDelivery(b *testing.B) {
+	for _, kind := range []string{"sse", "raw"} {
+		b.Run(kind, func(b *testing.B) { deliveryRun(b, kind, 1000) })
+	}
+}
+
+func deliveryRun(b *testing.B, kind string, followers int) {
+	resNeedFDs(b, uint64(2*followers+256))
+	ts := newTestServer(b, Config{}, file.Options{SyncInterval: time.Second})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	path := "/streams/bench/delivery"
+	resCreate(b, ts.url+path)
+	fs := resConnect(b, followers, func(int) (*resFollower, error) { return resDial(addr, path, kind) })
+	got := make(chan struct{}, 2*followers) // one per line per follower
+	done := make(chan error, followers)
+	for _, f := range fs {
+		f.conn.SetDeadline(time.Now().Add(10 * time.Minute)) // a failure bound
+		go func() { done <- deliveryConsume(f, kind, got) }()
+	}
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, ts.url+path, pr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	published := make(chan error, 1)
+	go func() {
+		resp, err := resHTTP.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("publish: %s", resp.Status)
+			}
+		}
+		published <- err
+	}()
+	line := append(bytes.Repeat([]byte("x"), 79), '\n')
+	publish := func() {
+		if _, err := pw.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		for range followers {
+			<-got
+		}
+	}
+	publish() // the first line, before the clock: every follower is caught up after it
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for range b.N {
+		publish()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	deliveries := float64(b.N) * float64(followers)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/deliveries, "allocs/delivery")
+	pw.Close()
+	if err := <-published; err != nil {
+		b.Fatal(err)
+	}
+	for range followers {
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// deliveryConsume reads a follower's response to its end and tells got of each line it
+// completes: raw, each '\n'; SSE, each event's end ("\n\n"), the first (retry:) aside.
+func deliveryConsume(f *resFollower, kind string, got chan<- struct{}) error {
+	defer f.resp.Body.Close()
+	buf := make([]byte, 4096)
+	skip, last := 0, byte(0)
+	if kind == "sse" {
+		skip = 1
+	}
+	for {
+		n, err := f.resp.Body.Read(buf)
+		for _, c := range buf[:n] {
+			end := c == '\n' && (kind == "raw" || last == '\n')
+			last = c
+			if kind == "sse" && end {
+				last = 0 // "\n\n\n" is one end
+			}
+			switch {
+			case !end:
+			case skip > 0:
+				skip--
+			default:
+				got <- struct{}{}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s follower: %w", kind, err)
+		}
+	}
 }
 
 // BenchmarkCompressedRead measures whole reads of a closed 64 MiB log (logReader's:
