@@ -142,8 +142,14 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, key string, st
 		if changed == nil {
 			changed = next
 		}
-		if !s.fan.Wait(r.Context(), m, changed, left) && (r.Context().Err() != nil || s.fan.Draining().Err() != nil) {
-			return // the client went, or the server drains: it asks again
+		if !s.fan.Wait(r.Context(), m, changed, left) {
+			if r.Context().Err() != nil {
+				return // the client went
+			}
+			// Timed out, or the server drains, or End ended the stream's followers:
+			// answer now with what the stream is (a 404 if it was purged, a 204 with
+			// its offset else), and the client asks again.
+			deadline = time.Now()
 		}
 		changed = nil
 	}

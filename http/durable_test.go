@@ -261,3 +261,45 @@ func TestCutShortCatchUpReleasesTheStream(t *testing.T) {
 		t.Fatalf("stream released %d times, want 1", got)
 	}
 }
+
+// TestLongPollCutShort: a long-poll that End (a revoked capability) or the server's
+// drain cuts short answers at once, as at its timeout: 204 with the stream's next
+// offset, so that its client asks again from there (on another instance, in a drain).
+func TestLongPollCutShort(t *testing.T) {
+	ts := newTestServer(t, Config{LongPollTimeout: time.Minute}, file.Options{})
+	for _, cut := range []string{"end", "drain"} {
+		key := "lp-" + cut
+		req, _ := http.NewRequest(http.MethodPut, ts.url+durablePrefix+key, strings.NewReader("abc"))
+		req.Header.Set("Content-Type", "text/plain")
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT: %v %v", resp, err)
+		}
+		type answer struct {
+			resp *http.Response
+			err  error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			resp, err := http.Get(ts.url + durablePrefix + key + "?live=long-poll&offset=now")
+			got <- answer{resp, err}
+		}()
+		resEventually(t, 10*time.Second, "the long-poll waits", func() (bool, string) {
+			return ts.fan.Followers() == 1, "followers"
+		})
+		start := time.Now()
+		if cut == "end" {
+			ts.EndFollowers(key)
+		} else {
+			ts.Drain()
+		}
+		a := <-got
+		if a.err != nil {
+			t.Fatalf("%s: %v", cut, a.err)
+		}
+		a.resp.Body.Close()
+		if a.resp.StatusCode != http.StatusNoContent || a.resp.Header.Get("Stream-Next-Offset") == "" || time.Since(start) > 5*time.Second {
+			t.Fatalf("a long-poll cut by %s: %s, Stream-Next-Offset %q after %v; want 204 with the offset at once",
+				cut, a.resp.Status, a.resp.Header.Get("Stream-Next-Offset"), time.Since(start))
+		}
+	}
+}

@@ -1612,3 +1612,27 @@ func TestEndFollowers(t *testing.T) {
 		t.Fatalf("the other stream's follower read %q, %v", b, err)
 	}
 }
+
+// TestWebSocketAnswersWhileNotParked: a WebSocket follower that waits on a goroutine of
+// its own, not parked (here one with a range end, as over TLS), still answers its
+// client's pings and close while it waits for the stream to grow.
+func TestWebSocketAnswersWhileNotParked(t *testing.T) {
+	ts := newTestServer(t, Config{}, file.Options{})
+	ctx := subCtx(t)
+	subCreate(t, ts, "np")
+	c, _ := subDial(t, ctx, ts, "np", "", &websocket.DialOptions{HTTPHeader: http.Header{"Range": {"bytes=0-999"}}})
+	read := make(chan error, 1)
+	go func() { _, err := subReadWS(ctx, c); read <- err }() // coder/websocket reads pongs in Read
+	for i := range 3 {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.Ping(pctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d of a follower waiting unparked: %v", i, err)
+		}
+	}
+	if err := c.Close(websocket.StatusGoingAway, "bye"); err != nil {
+		t.Fatalf("close: the server did not answer the close handshake: %v", err)
+	}
+	<-read
+}

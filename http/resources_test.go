@@ -966,8 +966,9 @@ func TestIdleProducersCostLittle(t *testing.T) {
 }
 
 // TestShutdownClosesStalledFollowers proves "Shutdown keeps its promise": after the
-// grace period, raw and SSE followers stalled in a write (their clients read nothing)
-// are closed too, so that Serve returns within the grace, not a write timeout later.
+// grace period, raw and SSE followers stalled in a write (their clients read nothing),
+// and one on HTTP/2 (h2c), which is a request of the http.Server, not hijacked, are
+// closed too, so that Serve returns within the grace, not a write timeout later.
 // The write timeout here is a minute; the grace a quarter of a second.
 func TestShutdownClosesStalledFollowers(t *testing.T) {
 	ts := newTestServer(t, Config{WriteTimeout: time.Minute, ShutdownGrace: 250 * time.Millisecond}, file.Options{SyncInterval: time.Second})
@@ -984,6 +985,14 @@ func TestShutdownClosesStalledFollowers(t *testing.T) {
 		f.conn.SetDeadline(time.Time{})
 		fs = append(fs, f) // nothing reads it from here on
 	}
+	var h2 http.Protocols
+	h2.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &h2}}
+	h2resp, err := h2c.Get(ts.url + path)
+	if err != nil || h2resp.ProtoMajor != 2 {
+		t.Fatalf("HTTP/2 follower: %v %v", h2resp, err)
+	}
+	defer h2resp.Body.Close() // nothing reads it before the shutdown
 	const total = 32 << 20 // far more than both sockets' buffers hold
 	req, _ := http.NewRequest(http.MethodPost, ts.url+path+"?", &resPattern{left: total})
 	req.Header.Set("Stream-Close", "false")
@@ -1002,7 +1011,7 @@ func TestShutdownClosesStalledFollowers(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		return steady, fmt.Sprintf("sluice_sent_bytes_total %v", sent)
 	})
-	if last >= 2*total {
+	if last >= 3*total {
 		t.Fatalf("followers were sent %v bytes: they did not stall", last)
 	}
 	start := time.Now()
@@ -1017,5 +1026,8 @@ func TestShutdownClosesStalledFollowers(t *testing.T) {
 		if n, err := io.Copy(io.Discard, f.conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("a stalled follower's connection after shutdown: %v after %d bytes, want its end", err, n)
 		}
+	}
+	if n, err := io.Copy(io.Discard, h2resp.Body); err == nil || n >= total {
+		t.Errorf("the stalled HTTP/2 follower got %d bytes and a clean end (%v), want its stream cut", n, err)
 	}
 }

@@ -456,6 +456,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	grace, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(grace)
+	if err != nil {
+		// HTTP/2 followers are requests of srv: those stalled in a write end only when
+		// their connection closes, and the Fanout waits for them below.
+		srv.Close()
+	}
 	// Followers on hijacked connections are the Fanout's: http.Server.Shutdown neither
 	// waits for them nor closes them. After the grace, every connection is closed, a
 	// follower's in the middle of a stalled write too.

@@ -77,14 +77,16 @@ type webSocket struct {
 	closed []byte       // the client's close frame's payload, to echo, or nil
 	err    error        // why the reader stopped: the client is gone, or broke the protocol
 
-	read chan struct{} // closed once the reader has stopped
-	wake func()        // tells the owner that something is owed (fanout.Fanout.Wake)
+	read  chan struct{} // closed once the reader has stopped
+	wake  func()        // tells a parked owner that something is owed (fanout.Fanout.Wake)
+	asked chan struct{} // tells an owner on its own goroutine (Owed)
 }
 
 // newWebSocket starts the follower's reader of in, which wakes the hub of key when the
 // client is owed an answer.
 func newWebSocket(wi *fanout.Wire, in io.Reader, cfg Config, wake func()) *webSocket {
-	t := &webSocket{wire: wi, conn: wi.Conn(), ping: cfg.WSPingInterval, read: make(chan struct{}), wake: wake}
+	t := &webSocket{wire: wi, conn: wi.Conn(), ping: cfg.WSPingInterval, read: make(chan struct{}), wake: wake,
+		asked: make(chan struct{}, 1)}
 	go t.reader(in)
 	return t
 }
@@ -201,8 +203,15 @@ func (t *webSocket) note(fn func()) {
 	fn()
 	t.owed.Store(true)
 	t.mu.Unlock()
+	select {
+	case t.asked <- struct{}{}:
+	default: // it is told already
+	}
 	t.wake()
 }
+
+// Owed receives when the reader notes something to answer (fanout.Answerer).
+func (t *webSocket) Owed() <-chan struct{} { return t.asked }
 
 // end closes the connection as the outcome says: with a close frame, then a wait for
 // the client's; a client that closed gets its code back, one that broke the protocol

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 )
@@ -35,15 +34,12 @@ type Fanout struct {
 
 	drain     context.Context // done when the server drains: followers end
 	stopDrain context.CancelFunc
-	kill      context.Context // done when a shutdown's grace is over
-	stopKill  context.CancelFunc
 
 	mu        sync.Mutex
 	followers int
 	keys      map[string]*keyState
-	conns     map[net.Conn]struct{}  // of followers on goroutines of the Fanout's own (Go)
 	served    map[*Follower]struct{} // followers of Serve, running or parked
-	owned     sync.WaitGroup         // those goroutines and followers, and the holders of Hold
+	owned     sync.WaitGroup         // the holders of Hold
 	killed    bool
 
 	hubsMu  sync.Mutex
@@ -59,10 +55,9 @@ type keyState struct {
 
 // New returns a Fanout with no followers.
 func New(cfg Config) *Fanout {
-	f := &Fanout{cfg: cfg, keys: make(map[string]*keyState), conns: make(map[net.Conn]struct{}),
+	f := &Fanout{cfg: cfg, keys: make(map[string]*keyState),
 		served: make(map[*Follower]struct{}), hubs: make(map[string]*hub)}
 	f.drain, f.stopDrain = context.WithCancel(context.Background())
-	f.kill, f.stopKill = context.WithCancel(context.Background())
 	f.turns.stop = f.drain.Done()
 	return f
 }
@@ -141,44 +136,19 @@ func (f *Fanout) Drain() { f.stopDrain() }
 // Draining is done once Drain was called.
 func (f *Fanout) Draining() context.Context { return f.drain }
 
-// Go runs fn on a goroutine that the Fanout owns, for a follower on the hijacked
-// connection conn: Shutdown waits for it, and closes conn if it outlives the grace.
-func (f *Fanout) Go(conn net.Conn, fn func()) {
-	f.mu.Lock()
-	if f.killed {
-		f.mu.Unlock()
-		conn.Close()
-		return
-	}
-	f.conns[conn] = struct{}{}
-	f.owned.Add(1)
-	f.mu.Unlock()
-	go func() {
-		defer f.owned.Done()
-		defer func() {
-			f.mu.Lock()
-			delete(f.conns, conn)
-			f.mu.Unlock()
-		}()
-		fn()
-	}()
-}
-
-// Hold counts a follower that the Fanout does not run (a WebSocket handler's), so that
-// Shutdown waits for it; it calls release when it ends, and must end once Killed is
-// done.
+// Hold counts a follower until it calls release, so that Shutdown waits for it: a
+// hijacked follower from before its hijack (while http.Server.Shutdown still waits for
+// its request) to its end, and an HTTP/2 follower, which the http.Server's Close ends
+// after the grace.
 func (f *Fanout) Hold() (release func()) {
 	f.owned.Add(1)
 	return f.owned.Done
 }
 
-// Killed is done once a shutdown's grace period is over.
-func (f *Fanout) Killed() context.Context { return f.kill }
-
-// Shutdown waits for the goroutines of Go (and the holders of Hold) to end, until ctx
-// is done; then it closes their connections (and ends Killed), which ends every write
-// and wait of theirs at once, and waits for them. Call Drain first, so that they end by themselves. It reports ctx's error if the
-// grace period ran out.
+// Shutdown waits for the followers of Serve, the hubs and the holders of Hold to end,
+// until ctx is done; then it closes the connections of Serve's followers, which ends
+// every write and wait of theirs at once, and waits for them all. Call Drain first, so
+// that they end by themselves. It reports ctx's error if the grace period ran out.
 func (f *Fanout) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { f.owned.Wait(); f.hubRuns.Wait(); close(done) }()
@@ -189,16 +159,12 @@ func (f *Fanout) Shutdown(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	f.killed = true
-	for c := range f.conns {
-		c.Close()
-	}
 	for fl := range f.served {
 		if c := fl.Wire.Conn(); c != nil {
 			c.Close()
 		}
 	}
 	f.mu.Unlock()
-	f.stopKill()
 	<-done
 	return ctx.Err()
 }

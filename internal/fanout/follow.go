@@ -59,6 +59,11 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 		defer timer.Stop()
 		idle = timer.C
 	}
+	a, _ := t.(Answerer)
+	var owed <-chan struct{}
+	if a != nil {
+		owed = a.Owed()
+	}
 	for {
 		o, next, changed, done := f.step(ctx, m, st, t, off, end, follow)
 		off = next
@@ -77,6 +82,11 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 				return OutcomeGone, off
 			}
 			timer.Reset(t.Idle())
+		case <-owed:
+			f.turns.leave(m.key, tn)
+			if err := a.Answer(); err != nil {
+				return f.failed(m, err), off
+			}
 		case <-m.ended:
 			f.turns.leave(m.key, tn)
 			return OutcomeEnded, off

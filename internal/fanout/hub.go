@@ -56,6 +56,9 @@ type Answerer interface {
 	// Answer writes what is owed, if anything (cheap when nothing is); an error ends
 	// the follower (its client closed or is gone).
 	Answer() error
+	// Owed receives when something becomes owed: a follower that waits on a goroutine
+	// of its own (Follow) answers then.
+	Owed() <-chan struct{}
 }
 
 // answer writes what f's client is owed, if its transport is an Answerer.
