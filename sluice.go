@@ -1,7 +1,7 @@
 // Package sluice holds the domain of Sluice, a server for live byte streams over HTTP:
 // what a stream is, the errors callers branch on, and the small interface a store of
 // streams implements. It depends on no backend; the packages named after what they wrap
-// (file, http, sse) depend on it.
+// (file, nats, s3, http, jwt, metrics) depend on it (docs/design.md).
 //
 // A stream is an append-only sequence of bytes with a key, a length and a state, open or
 // closed. Bytes at an offset never change, and a closed stream never grows again.

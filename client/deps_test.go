@@ -12,7 +12,7 @@ import (
 // serverOnly are packages that only the server needs: the client must not link them,
 // whichever package would bring them in. The client is a package of its own so that a
 // program that publishes or follows does not carry the server.
-var serverOnly = []string{"github.com/sluicehq/sluice/http", "github.com/coder/websocket"}
+var serverOnly = []string{"github.com/sluicehq/sluice/http", "github.com/gobwas/ws", "github.com/coder/websocket"}
 
 // allowed are the packages outside the standard library that the client may link beyond
 // the root package and the root package's own dependencies. Adding one is a decision.

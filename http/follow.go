@@ -13,7 +13,7 @@ import (
 	"github.com/sluicehq/sluice/internal/fanout"
 )
 
-// subscribe serves GET /streams/{key}. See PROTOCOL.md, "Subscribe".
+// subscribe serves GET /streams/{key}. See docs/protocol.md, "Following".
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, key string) {
 	req, err := parseSubscribe(r)
 	if err != nil {

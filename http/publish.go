@@ -184,7 +184,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 // publish appends the request body to the stream as it arrives, so followers see each
-// byte long before the body ends. See PROTOCOL.md, "Publish".
+// byte long before the body ends. See docs/protocol.md, "Publishing".
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, key string) {
 	off, closeAtEnd, err := publishHeaders(r)
 	if err != nil {

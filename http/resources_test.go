@@ -993,7 +993,7 @@ func TestShutdownClosesStalledFollowers(t *testing.T) {
 		t.Fatalf("HTTP/2 follower: %v %v", h2resp, err)
 	}
 	defer h2resp.Body.Close() // nothing reads it before the shutdown
-	const total = 32 << 20 // far more than both sockets' buffers hold
+	const total = 32 << 20    // far more than both sockets' buffers hold
 	req, _ := http.NewRequest(http.MethodPost, ts.url+path+"?", &resPattern{left: total})
 	req.Header.Set("Stream-Close", "false")
 	req.ContentLength = -1

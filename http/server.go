@@ -1,4 +1,4 @@
-// Package http serves Sluice's stream protocol (see PROTOCOL.md) over HTTP: producers
+// Package http serves Sluice's stream protocol (docs/protocol.md) over HTTP: producers
 // publish with POST, followers read raw bytes, Server-Sent Events or WebSocket messages,
 // all from a sluice.Store.
 package http
@@ -246,7 +246,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !cleanPath(r.URL.Path) {
-		// ServeMux would redirect to the cleaned path: PROTOCOL.md wants a 400.
+		// ServeMux would redirect to the cleaned path: the protocol wants a 400.
 		http.Error(rec, fmt.Sprintf("bad request: path %q has an empty, . or .. segment", r.URL.Path), http.StatusBadRequest)
 		return
 	}

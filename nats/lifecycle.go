@@ -64,8 +64,8 @@ func (s *Store) accessOf(key string) time.Time {
 }
 
 // Open returns a handle on an existing stream. Handles on one stream in this process
-// share its state and its one subscription, so that followers cost JetStream nothing
-// each. The shared state is brought up to date with the subject's last message, since
+// share its state, and every stream followed here is fed by the instance's one ordered
+// consumer (read.go: follow), so that followers cost JetStream nothing each. The shared state is brought up to date with the subject's last message, since
 // other instances may have written since. A stream past its expiry is deleted
 // (ErrNotFound); one deleted while forks read it is ErrGone.
 func (s *Store) Open(ctx context.Context, key string) (sluice.Stream, error) {

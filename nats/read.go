@@ -53,8 +53,8 @@ func (h *handle) Close(ctx context.Context) (sluice.Info, error) {
 }
 
 // Read serves recent bytes from the shared tail and older ones from JetStream. The first
-// Read counts the handle as a follower, which starts the stream's one subscription in
-// this process.
+// Read counts the handle as a follower, which makes the instance's one ordered consumer
+// (follow) fold the stream's new messages into its tail.
 func (h *handle) Read(ctx context.Context, p []byte, off int64) ([]byte, sluice.Info, <-chan struct{}, error) {
 	h.Reading(h.st.startReading)
 	h.renew()

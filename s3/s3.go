@@ -4,7 +4,10 @@
 // The object of a stream is <prefix><key>.log and holds exactly the stream's bytes, so
 // any S3 tool reads it. Keys are already restricted to segments of [A-Za-z0-9._~-]
 // joined by '/', all safe in an object name; the fixed suffix keeps the mapping one to
-// one, and means no object name is a prefix "directory" of another's key alone.
+// one. Raw keys (not hashes, as the file and NATS stores use) are what lets an operator
+// find a stream's object with any S3 tool; whoever may list the bucket sees the keys.
+// On gateways that map '/' to directories, stream "a" (a.log) and stream "a.log/b"
+// (a.log/b.log) cannot both be archived.
 //
 // Uploads stream: PutObject with a known size reads the stream one part (PartSize) at a
 // time into a single reused buffer and uploads parts in turn, so an upload holds about
