@@ -5,84 +5,19 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/internal/nginxtest"
 )
 
-// nchanModule is where Debian's libnginx-mod-nchan puts the module that
-// deploy/nchan-bench.conf loads.
-const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
-
-// startNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf on
-// a free loopback port (and not pinned to a core), in a temp dir, and returns its base
-// URL and the master's pid. It is killed, workers and all, when the test ends.
+// startNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf
+// on a free loopback port, and returns its base URL and the master's pid.
 func startNchan(t *testing.T) (url string, pid int) {
 	t.Helper()
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Fatal("nginx not found: apt-get install nginx libnginx-mod-nchan (.ci/run does)")
-	}
-	if _, err := os.Stat(nchanModule); err != nil {
-		t.Fatal("Nchan not found: apt-get install libnginx-mod-nchan (.ci/run does)")
-	}
-	conf, err := os.ReadFile("../deploy/nchan-bench.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 0; ; attempt++ { // a free port can be taken before nginx binds it
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		const listen, pin = "listen 127.0.0.1:8081;", "worker_cpu_affinity 0001;"
-		if strings.Count(string(conf), listen) != 1 || strings.Count(string(conf), pin) != 1 {
-			t.Fatalf("deploy/nchan-bench.conf: want one %q and one %q to replace", listen, pin)
-		}
-		c := strings.Replace(string(conf), listen, "listen "+addr+";", 1)
-		c = strings.Replace(c, pin, "", 1)
-		if pid, ok := runNginx(t, c, addr); ok {
-			return "http://" + addr, pid
-		}
-		if attempt == 2 {
-			t.Fatal("nginx did not start")
-		}
-	}
-}
-
-// runNginx starts nginx with config conf and waits until it answers on addr; false if it
-// exited first (the port was taken).
-func runNginx(t *testing.T, conf, addr string) (pid int, ok bool) {
-	pid, exited := nginxtest.Start(t, conf)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// The publisher location answers a GET of a channel that does not exist with 404:
-		// the worker is up and Nchan is loaded.
-		if resp, err := http.Get("http://" + addr + "/pub/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusNotFound {
-				t.Fatalf("GET /pub/ready: %s, want 404 from Nchan", resp.Status)
-			}
-			return pid, true
-		}
-		select {
-		case <-exited:
-			t.Log("nginx exited at start")
-			return 0, false
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx on %s not ready", addr)
-		}
-	}
+	return nginxtest.StartNchan(t, "../deploy/nchan-bench.conf")
 }
 
 // TestNchanFanout drives real Nchan (nginx with the shipped deploy/nchan-bench.conf) as
