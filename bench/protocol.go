@@ -8,11 +8,11 @@ import (
 
 // A run drives one kind of server (Config.Target) in one protocol (Config.Protocol):
 //
-//	target           protocol                  streams at                  followers
-//	sluice           busl (the default)        /streams/{key}              sse, raw, websocket
-//	sluice           durable-streams           /v1/stream/{key}            sse, long-poll
-//	durable-streams  durable-streams           /v1/stream/{key}            sse, long-poll
-//	nchan            Nchan's (deploy/nchan-bench.conf)  /pub/{key}, /sub/{key}  sse
+//	target           protocol            streams at              followers
+//	sluice           busl (the default)  /streams/{key}          sse, raw, websocket
+//	sluice           durable-streams     /v1/stream/{key}        sse, long-poll
+//	durable-streams  durable-streams     /v1/stream/{key}        sse, long-poll
+//	nchan            nchan (its own)     /pub/{key}, /sub/{key}  sse (deploy/nchan-bench.conf)
 //
 // The target says where the server's figures come from: a Sluice server has /metrics;
 // the others have none, and are measured from /proc (Config.ServerPID). The protocol
