@@ -291,7 +291,7 @@ func (c *churner) cycleHTTP(ctx context.Context, i int, kind string, reset bool)
 	buf := make([]byte, 1<<10)
 	var sse *sseReader
 	if kind == "sse" {
-		sse = newSSEReader(&v)
+		sse = newSSEReader(&v, ProtocolBusl)
 	}
 	for v.n < int64(c.cfg.ReadBytes) {
 		n, err := resp.Body.Read(buf)

@@ -20,7 +20,7 @@ type target struct {
 	hostport string
 	sources  []net.IP
 	timeout  time.Duration // dial and response-head timeout
-	nchan    bool          // the server is Nchan (--target nchan), not Sluice
+	proto    string        // the protocol spoken: busl, nchan or durable-streams (protocol.go)
 
 	mu         sync.Mutex
 	transports map[int]*http.Transport // for WebSocket dials and scrapes, by source
@@ -41,7 +41,7 @@ func newTarget(rawURL string, sources []string, timeout time.Duration) (*target,
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	t := &target{base: u, hostport: net.JoinHostPort(u.Hostname(), port), timeout: timeout,
+	t := &target{base: u, hostport: net.JoinHostPort(u.Hostname(), port), timeout: timeout, proto: ProtocolBusl,
 		transports: make(map[int]*http.Transport)}
 	for _, s := range sources {
 		ip := net.ParseIP(s)
@@ -89,22 +89,30 @@ func (t *target) url(path string) string {
 // streamPath is the request path of a stream: /streams/{key} under the base URL's path.
 func streamPath(key string) string { return "/streams/" + key }
 
-// subPath is where a stream's followers go: the stream itself on Sluice; on Nchan, its
-// channel's subscriber location, /sub/{key} (as in deploy/nchan-bench.conf).
+// durablePrefix is where streams are in Durable Streams: /v1/stream/{key}, as on Sluice
+// and the protocol's reference servers.
+const durablePrefix = "/v1/stream/"
+
+// subPath is where a stream's followers go: the stream itself in busl and Durable
+// Streams; on Nchan, its channel's subscriber location, /sub/{key} (as in
+// deploy/nchan-bench.conf).
 func (t *target) subPath(key string) string {
-	if t.nchan {
+	switch t.proto {
+	case protocolNchan:
 		return "/sub/" + key
+	case ProtocolDurable:
+		return durablePrefix + key
 	}
 	return streamPath(key)
 }
 
-// pubPath is where a stream's producer publishes: the stream itself on Sluice; on Nchan,
-// its channel's publisher location, /pub/{key}.
+// pubPath is where a stream's producer publishes: the stream itself in busl and Durable
+// Streams; on Nchan, its channel's publisher location, /pub/{key}.
 func (t *target) pubPath(key string) string {
-	if t.nchan {
+	if t.proto == protocolNchan {
 		return "/pub/" + key
 	}
-	return streamPath(key)
+	return t.subPath(key)
 }
 
 // netDialer returns the dialer for connection i, bound to its source address.
@@ -178,11 +186,15 @@ func (t *target) close() {
 	}
 }
 
-// createStream creates key with PUT (201, or 200 if it exists).
+// createStream creates key with PUT (201, or 200 if it exists); in Durable Streams, as
+// a stream of text (durableContentType).
 func (t *target) createStream(ctx context.Context, key string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, t.url("/streams/"+key), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, t.url(t.pubPath(key)), nil)
 	if err != nil {
 		return err
+	}
+	if t.proto == ProtocolDurable {
+		req.Header.Set("Content-Type", durableContentType)
 	}
 	resp, err := t.client().Do(req)
 	if err != nil {

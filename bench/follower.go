@@ -32,6 +32,9 @@ type follower struct {
 	ok      bool          // connected
 	ended   bool          // the transport's end marker arrived: the stream is closed
 	err     error         // why reading stopped short, if it did
+	// requests counts the GETs after the first: in Durable Streams, long-polls, or SSE
+	// event streams that the server ended before the stream's end.
+	requests int
 }
 
 // name is how reports name the follower: the suffix of its Request-Id.
@@ -51,10 +54,13 @@ func (f *follower) open(ctx context.Context, t *target, path, runID string, dead
 	start := time.Now()
 	var o opened
 	var err error
-	if f.kind == "websocket" {
-		o, err = openWebSocket(ctx, t, f.id, path, requestID(runID, f.name()))
-	} else {
-		o, err = openHTTP(ctx, t, f.id, path, requestID(runID, f.name()), f.kind, deadline)
+	switch id := requestID(runID, f.name()); {
+	case t.proto == ProtocolDurable:
+		o, err = openDurable(ctx, t, f, path, id, deadline)
+	case f.kind == "websocket":
+		o, err = openWebSocket(ctx, t, f.id, path, id)
+	default:
+		o, err = openHTTP(ctx, t, f.id, path, id, f.kind, deadline)
 	}
 	if err != nil {
 		return nil, err
@@ -70,7 +76,7 @@ type httpFollow struct {
 	conn  net.Conn
 	body  io.ReadCloser
 	kind  string
-	nchan bool
+	proto string
 }
 
 func openHTTP(ctx context.Context, t *target, i int, path, id, kind string, deadline time.Time) (*httpFollow, error) {
@@ -87,7 +93,7 @@ func openHTTP(ctx context.Context, t *target, i int, path, id, kind string, dead
 		return nil, err
 	}
 	conn.SetDeadline(deadline)
-	return &httpFollow{conn: conn, body: resp.Body, kind: kind, nchan: t.nchan}, nil
+	return &httpFollow{conn: conn, body: resp.Body, kind: kind, proto: t.proto}, nil
 }
 
 // getHead sends the GET of a follower and reads the response head.
@@ -109,17 +115,23 @@ func getHead(conn net.Conn, t *target, path, id, kind string) (*http.Response, e
 		return nil, fmt.Errorf("read response head: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return nil, statusError(resp)
 	}
 	if kind == "sse" && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return nil, fmt.Errorf("Content-Type %q, want text/event-stream", resp.Header.Get("Content-Type"))
 	}
 	// Nchan's event stream ends with the connection, but only after its ":410" comment.
-	if len(resp.TransferEncoding) == 0 && resp.ContentLength < 0 && !t.nchan {
+	if len(resp.TransferEncoding) == 0 && resp.ContentLength < 0 && t.proto != protocolNchan {
 		return nil, errors.New("a response neither chunked nor of known length: a cut could not be told from the end")
 	}
 	return resp, nil
+}
+
+// statusError is the error of an answer that is not the one asked for: its status and
+// the start of its body.
+func statusError(resp *http.Response) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 }
 
 func (h *httpFollow) close() { h.conn.Close() }
@@ -128,39 +140,52 @@ func (h *httpFollow) read(f *follower) error {
 	if h.kind == "sse" {
 		return h.readSSE(f)
 	}
-	buf := make([]byte, readBuf)
+	if err := consumeAll(h.body, make([]byte, readBuf), &f.v); err != nil {
+		return err
+	}
+	f.ended = true // a clean end of a raw response means "stream closed"
+	return nil
+}
+
+// consumeAll passes what r gives to v, read into buf, until its end (then nil) or an
+// error.
+func consumeAll(r io.Reader, buf []byte, v *verifier) error {
 	for {
-		n, err := h.body.Read(buf)
+		n, err := r.Read(buf)
 		if n > 0 {
-			f.v.consume(buf[:n], time.Now())
+			v.consume(buf[:n], time.Now())
 		}
-		switch {
-		case err == io.EOF:
-			f.ended = true // a clean end of a raw response means "stream closed"
+		if err == io.EOF {
 			return nil
-		case err != nil:
+		}
+		if err != nil {
 			return err
 		}
 	}
 }
 
 func (h *httpFollow) readSSE(f *follower) error {
-	lines := bufio.NewReaderSize(h.body, readBuf)
-	r := newSSEReader(&f.v)
-	r.nchan = h.nchan
+	r := newSSEReader(&f.v, h.proto)
+	switch err := feedLines(bufio.NewReaderSize(h.body, readBuf), r); {
+	case err == io.EOF && r.ended:
+		f.ended = true
+		return nil
+	case err == io.EOF:
+		return errors.New("the event stream ended without the end event")
+	default:
+		return err
+	}
+}
+
+// feedLines passes the lines of an event stream to r as they arrive, a line longer than
+// br's buffer in pieces, until reading fails: io.EOF at its end.
+func feedLines(br *bufio.Reader, r *sseReader) error {
 	for {
-		frag, err := lines.ReadSlice('\n')
+		frag, err := br.ReadSlice('\n')
 		if len(frag) > 0 {
 			r.line(frag, err == nil, time.Now())
 		}
-		switch {
-		case err == nil, err == bufio.ErrBufferFull:
-		case err == io.EOF && r.ended:
-			f.ended = true
-			return nil
-		case err == io.EOF:
-			return errors.New("the event stream ended without the end event")
-		default:
+		if err != nil && err != bufio.ErrBufferFull {
 			return err
 		}
 	}

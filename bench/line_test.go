@@ -120,7 +120,7 @@ func TestSSEReaderRoundTrip(t *testing.T) {
 	events = sse.AppendEnd(events, int64(len(stream)))
 
 	var v verifier
-	r := newSSEReader(&v)
+	r := newSSEReader(&v, ProtocolBusl)
 	br := newLineReader(events)
 	for {
 		frag, complete, ok := br.next()
@@ -154,7 +154,7 @@ func TestSSEReaderCatches(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var v verifier
-			r := newSSEReader(&v)
+			r := newSSEReader(&v, ProtocolBusl)
 			feedSSE(r, []byte(tc.events))
 			if !strings.Contains(v.problem, tc.problem) {
 				t.Errorf("problem %q, want %q", v.problem, tc.problem)

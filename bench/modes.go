@@ -47,8 +47,10 @@ func Streams(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // Ingest runs one producer as fast as the server takes its bytes, with cfg.Followers
-// followers that must keep up: 1 GiB of 1 KiB lines over raw followers unless cfg says
-// otherwise. The report's throughput is the figure to read.
+// followers that must keep up: 1 GiB of 1 KiB lines over raw followers (SSE where the
+// protocol has no raw ones) unless cfg says otherwise. The report's throughput is the
+// figure to read. Where the protocol takes messages (Nchan, Durable Streams), each line
+// is one request, sent once the one before is answered.
 func Ingest(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Streams, cfg.Rate = 1, 0
 	if cfg.Bytes == 0 && cfg.Lines == 0 && cfg.Duration == 0 {
@@ -57,7 +59,7 @@ func Ingest(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.LineSize == 0 {
 		cfg.LineSize = 1 << 10
 	}
-	if cfg.Transport == "" {
+	if proto, _, _ := Resolve(cfg.Target, cfg.Protocol, ""); cfg.Transport == "" && proto == ProtocolBusl {
 		cfg.Transport = "raw"
 	}
 	rep, err := Run(ctx, cfg)

@@ -5,84 +5,18 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/internal/nginxtest"
 )
 
-// nchanModule is where Debian's libnginx-mod-nchan puts the module that
-// deploy/nchan-bench.conf loads.
-const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
-
-// startNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf on
-// a free loopback port (and not pinned to a core), in a temp dir, and returns its base
-// URL and the master's pid. It is killed, workers and all, when the test ends.
+// startNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf
+// on a free loopback port, and returns its base URL and the master's pid.
 func startNchan(t *testing.T) (url string, pid int) {
 	t.Helper()
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Fatal("nginx not found: apt-get install nginx libnginx-mod-nchan (.ci/run does)")
-	}
-	if _, err := os.Stat(nchanModule); err != nil {
-		t.Fatal("Nchan not found: apt-get install libnginx-mod-nchan (.ci/run does)")
-	}
-	conf, err := os.ReadFile("../deploy/nchan-bench.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 0; ; attempt++ { // a free port can be taken before nginx binds it
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		const listen, pin = "listen 127.0.0.1:8081;", "worker_cpu_affinity 0001;"
-		if strings.Count(string(conf), listen) != 1 || strings.Count(string(conf), pin) != 1 {
-			t.Fatalf("deploy/nchan-bench.conf: want one %q and one %q to replace", listen, pin)
-		}
-		c := strings.Replace(string(conf), listen, "listen "+addr+";", 1)
-		c = strings.Replace(c, pin, "", 1)
-		if pid, ok := runNginx(t, c, addr); ok {
-			return "http://" + addr, pid
-		}
-		if attempt == 2 {
-			t.Fatal("nginx did not start")
-		}
-	}
-}
-
-// runNginx starts nginx with config conf and waits until it answers on addr; false if it
-// exited first (the port was taken).
-func runNginx(t *testing.T, conf, addr string) (pid int, ok bool) {
-	pid, exited := nginxtest.Start(t, conf)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// The publisher location answers a GET of a channel that does not exist with 404:
-		// the worker is up and Nchan is loaded.
-		if resp, err := http.Get("http://" + addr + "/pub/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusNotFound {
-				t.Fatalf("GET /pub/ready: %s, want 404 from Nchan", resp.Status)
-			}
-			return pid, true
-		}
-		select {
-		case <-exited:
-			t.Log("nginx exited at start")
-			return 0, false
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx on %s not ready", addr)
-		}
-	}
+	return nginxtest.StartNchan(t, "../deploy/nchan-bench.conf")
 }
 
 // TestNchanFanout drives real Nchan (nginx with the shipped deploy/nchan-bench.conf) as
@@ -127,6 +61,26 @@ func TestNchanFanout(t *testing.T) {
 	}
 }
 
+// TestNchanStreams runs streams --target nchan: 3 channels with a producer and 4 SSE
+// followers each, all at once, at a rate: every follower gets its own channel's lines,
+// all of them, once, and the end.
+func TestNchanStreams(t *testing.T) {
+	url, pid := startNchan(t)
+	cfg := small(url, 4)
+	cfg.Target, cfg.ServerPID, cfg.Streams, cfg.Lines, cfg.Rate = TargetNchan, pid, 3, 30, 200
+	rep, err := Streams(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != "streams" || rep.Complete != 12 || !rep.OK() {
+		t.Fatalf("mode %q, %d of 12 complete; incomplete %+v; producer errors %v", rep.Mode, rep.Complete, rep.Incomplete, rep.Producers.Errors)
+	}
+	if rep.Protocol != protocolNchan || rep.Producers.Count != 3 || rep.Producers.Lines != 90 || rep.Latency.Count != 12*30 {
+		t.Errorf("protocol %q, %d producers, %d lines, %d latencies; want nchan, 3, 90, 360",
+			rep.Protocol, rep.Producers.Count, rep.Producers.Lines, rep.Latency.Count)
+	}
+}
+
 // TestNchanVerificationCatchesFaults proves the checks hold against Nchan too: between
 // the bench and nginx, a proxy drops, duplicates or changes the first write of lines to
 // exactly one follower (f7), and the report names that follower, and only it, incomplete.
@@ -146,18 +100,7 @@ func TestNchanVerificationCatchesFaults(t *testing.T) {
 			proxy(t, &faultListener{Listener: ln, victim: "-f7\r\n", fault: tc.fault}, strings.TrimPrefix(upstream, "http://"))
 			cfg := small(url, 12)
 			cfg.Target, cfg.Rate, cfg.Lines = "nchan", 400, 40 // lines in several writes
-			rep, err := Streams(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.OK() || rep.Complete != 11 || len(rep.Incomplete) != 1 {
-				t.Fatalf("%d complete, incomplete %+v; want exactly f7 incomplete", rep.Complete, rep.Incomplete)
-			}
-			inc := rep.Incomplete[0]
-			if inc.Name != "f7" || !regexp.MustCompile(tc.reason).MatchString(inc.Reason) {
-				t.Errorf("incomplete %+v, want f7 with %q", inc, tc.reason)
-			}
-			t.Logf("f7: %s", inc.Reason)
+			onlyF7Incomplete(t, cfg, tc.reason)
 		})
 	}
 }

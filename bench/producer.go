@@ -62,9 +62,10 @@ func (p *producer) achieved() float64 {
 }
 
 // run publishes until the line, byte or time limit, ends the body and reads the response
-// (on Nchan: publishes each line as a message, then deletes the channel).
+// (on Nchan and in Durable Streams: publishes each line as a message, then ends the
+// stream: messages.go).
 func (p *producer) run(ctx context.Context, t *target, runID string, deadline time.Time) {
-	if t.nchan {
+	if _, ok := messageProtocols[t.proto]; ok {
 		p.err = p.publishMessages(ctx, t, runID, deadline)
 		return
 	}

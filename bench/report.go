@@ -12,7 +12,8 @@ import (
 type Report struct {
 	Mode               string    `json:"mode"` // fanout, streams, ingest or churn
 	URL                string    `json:"url"`
-	Target             string    `json:"target"` // sluice or nchan
+	Target             string    `json:"target"`   // sluice, nchan or durable-streams
+	Protocol           string    `json:"protocol"` // busl, nchan or durable-streams
 	Transport          string    `json:"transport"`
 	Streams            int       `json:"streams"`
 	FollowersPerStream int       `json:"followers_per_stream"`
@@ -42,12 +43,16 @@ type BenchCost struct {
 	CPUDeliverySeconds float64 `json:"cpu_delivery_seconds"`
 }
 
-// ConnectReport is how following began: from dialling to the response head.
+// ConnectReport is how following began: from dialling to the response head. In Durable
+// Streams a follower may ask again: Reconnects counts the SSE event streams that the
+// server ended before the stream's end, which followers resumed; Polls the long-polls.
 type ConnectReport struct {
 	OK          int     `json:"ok"`
 	Failed      int     `json:"failed"`
 	WallSeconds float64 `json:"wall_seconds"` // to connect them all
 	Time        Summary `json:"time"`
+	Reconnects  int     `json:"reconnects,omitempty"`
+	Polls       int     `json:"polls,omitempty"`
 }
 
 // ProducerReport sums up the producers.
@@ -138,6 +143,11 @@ func (r *run) summarize(rep *Report, pubStart time.Time) {
 		} else {
 			rep.Connect.Failed++
 		}
+		if f.kind == "long-poll" {
+			rep.Connect.Polls += f.requests
+		} else {
+			rep.Connect.Reconnects += f.requests
+		}
 		out += f.v.n
 		if r.finished[i].After(outEnd) {
 			outEnd = r.finished[i]
@@ -172,8 +182,11 @@ func (r *run) summarize(rep *Report, pubStart time.Time) {
 // WriteTable writes the report for people.
 func (r *Report) WriteTable(w io.Writer) {
 	target := ""
-	if r.Target != "" && r.Target != "sluice" {
+	switch {
+	case r.Target != "" && r.Target != TargetSluice:
 		target = " (" + r.Target + ")"
+	case r.Protocol != "" && r.Protocol != ProtocolBusl:
+		target = " (sluice, " + r.Protocol + ")"
 	}
 	fmt.Fprintf(w, "sluice bench %s %s%s: %s\n", r.Mode, r.URL, target, r.shape())
 	if r.Churn != nil {
@@ -210,6 +223,10 @@ func (r *Report) writeDelivery(w io.Writer) {
 	c, p, l := r.Connect, r.Producers, r.Latency
 	fmt.Fprintf(w, "  connect     %d connected in %.2fs (each: p50 %s, p99 %s, max %s), %d failed\n",
 		c.OK, c.WallSeconds, fms(c.Time.P50Ms), fms(c.Time.P99Ms), fms(c.Time.MaxMs), c.Failed)
+	if c.Reconnects > 0 || c.Polls > 0 {
+		fmt.Fprintf(w, "  requests    %d long-polls, %d SSE reconnections (event streams the server ended early)\n",
+			c.Polls, c.Reconnects)
+	}
 	fmt.Fprintf(w, "  complete    %d of %d followers got every byte, in order, once, and the end\n", r.Complete, r.Followers)
 	asked := "as fast as possible"
 	if r.Rate > 0 {
@@ -226,7 +243,7 @@ func (r *Report) writeDelivery(w io.Writer) {
 func (r *Report) writeServer(w io.Writer) {
 	s := r.Server
 	if !s.Before.OK && !s.After.OK {
-		fmt.Fprintln(w, "  server      no /metrics: server figures unavailable")
+		fmt.Fprintln(w, "  server      no /metrics and no server process: server figures unavailable")
 		return
 	}
 	metrics := s.Before.Metrics || s.After.Metrics

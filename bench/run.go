@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,13 +42,17 @@ type Config struct {
 	IdleWait           time.Duration // pause with every follower connected and idle, before publishing (2s)
 	DrainTimeout       time.Duration // how long followers may lag after the producers end (60s)
 	Timeout            time.Duration // bound on the whole run (the publishing time plus 10 minutes)
-	MetricsURL         string        // the server's metrics (URL + /metrics; none for Nchan)
+	MetricsURL         string        // the server's metrics (URL + /metrics for a Sluice target; else none)
 	KeyPrefix          string        // streams are KeyPrefix/s0, s1... (bench/<random>)
 	Progress           io.Writer     // a progress line every second, if not nil
 
-	// Target is the kind of server: "sluice" (the default), or "nchan", Nchan in nginx,
-	// driven through the locations of deploy/nchan-bench.conf (nchan.go), SSE only.
-	Target string
+	// Target is the kind of server: "sluice" (the default); "nchan", Nchan in nginx,
+	// driven through the locations of deploy/nchan-bench.conf (nchan.go), SSE only; or
+	// "durable-streams", any Durable Streams server (durable.go). Protocol is what a
+	// Sluice target is spoken to in: "busl" (the default) or "durable-streams" (its
+	// /v1/stream/ side); the other targets speak their own (protocol.go).
+	Target   string
+	Protocol string
 	// ServerPID, if not 0, is the server's process on this machine: its resident memory,
 	// CPU time and open files, with its children's, are read from /proc, not /metrics.
 	ServerPID int
@@ -71,22 +76,15 @@ func (c *Config) setDefaults() error {
 	defDur(&c.ConnectTimeout, 30*time.Second)
 	defDur(&c.IdleWait, 2*time.Second)
 	defDur(&c.DrainTimeout, time.Minute)
-	if c.Transport == "" {
-		c.Transport = "sse"
+	var err error
+	if c.Protocol, c.Transport, err = Resolve(c.Target, c.Protocol, c.Transport); err != nil {
+		return err
 	}
-	if c.Target == "" {
-		c.Target = "sluice"
-	}
+	c.Target = cmp.Or(c.Target, TargetSluice)
 	if c.Lines == 0 && c.Bytes == 0 && c.Duration == 0 {
 		c.Lines = 200
 	}
 	switch {
-	case c.Target != "sluice" && c.Target != "nchan":
-		return fmt.Errorf("target %q: want sluice or nchan", c.Target)
-	case c.Target == "nchan" && c.Transport != "sse":
-		return fmt.Errorf("transport %q: Nchan is followed with sse only", c.Transport)
-	case c.Transport != "mix" && !contains(Transports, c.Transport):
-		return fmt.Errorf("transport %q: want sse, raw, websocket or mix", c.Transport)
 	case c.LineSize < MinLineSize || c.LineSize > MaxLineSize:
 		return fmt.Errorf("line size %d: want %d to %d bytes", c.LineSize, MinLineSize, MaxLineSize)
 	case c.Rate < 0 || c.Lines < 0 || c.Bytes < 0 || c.Duration < 0:
@@ -157,8 +155,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer t.close()
-	t.nchan = cfg.Target == "nchan"
-	if cfg.MetricsURL == "" && !t.nchan {
+	t.proto = cfg.Protocol
+	if cfg.MetricsURL == "" && cfg.Target == TargetSluice {
 		cfg.MetricsURL = t.url("/metrics")
 	}
 	if cfg.ServerPID != 0 {
@@ -171,8 +169,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for i := range r.fs {
 		f := &r.fs[i]
 		f.id, f.stream, f.kind = i, i%cfg.Streams, cfg.Transport
-		if cfg.Transport == "mix" {
-			f.kind = Transports[i%len(Transports)]
+		if ts := protocolTransports[cfg.Protocol]; cfg.Transport == "mix" {
+			f.kind = ts[i%len(ts)]
 		}
 		f.v.lat = &r.lat
 	}
@@ -190,9 +188,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // passed) and the server has settled.
 func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*Report, error) {
 	cfg := r.cfg
-	rep := &Report{Mode: "streams", URL: cfg.URL, Target: cfg.Target, Transport: cfg.Transport, Streams: cfg.Streams,
-		FollowersPerStream: cfg.Followers, Followers: len(r.fs), LineSize: cfg.LineSize, Rate: cfg.Rate,
-		Started: time.Now()}
+	rep := &Report{Mode: "streams", URL: cfg.URL, Target: cfg.Target, Protocol: cfg.Protocol,
+		Transport: cfg.Transport, Streams: cfg.Streams, FollowersPerStream: cfg.Followers, Followers: len(r.fs),
+		LineSize: cfg.LineSize, Rate: cfg.Rate, Started: time.Now()}
 	rep.Server.PID = cfg.ServerPID
 	r.phase.Store("starting")
 	rep.Server.Before = r.sc.scrape(ctx)
@@ -301,7 +299,7 @@ func (r *run) follow(ctx context.Context, i int, sem chan struct{}, deadline tim
 // createStreams creates every stream, a few at a time, so followers can connect first.
 // Nchan creates a channel at its first message, and its subscribers wait for it.
 func (r *run) createStreams(ctx context.Context) error {
-	if r.t.nchan {
+	if r.t.proto == protocolNchan {
 		return nil
 	}
 	sem := make(chan struct{}, 16)

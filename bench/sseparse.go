@@ -15,15 +15,20 @@ import (
 // The data lines of an event, joined with "\n", are its bytes, so each data line but the
 // first is passed on after a "\n".
 //
-// Following Nchan (nchan is true), the same holds but for two things: an event's id is
+// Following Nchan (proto nchan), the same holds but for two things: an event's id is
 // Nchan's message id ("1767312000:3"), not an offset, so only its presence is checked;
 // and the end of the stream is the comment ":410: 410 Gone" that Nchan sends when the
 // channel is deleted, before it closes the response.
+//
+// In Durable Streams (proto durable-streams) the events are "data", whose data lines
+// joined with "\n" are bytes of the stream, and "control", whose JSON says where they
+// end (durable.go).
 type sseReader struct {
 	v       *verifier
-	nchan   bool
-	typ     byte // of the current event: 0 text, 'b' base64, 'e' end
-	hasData bool // the current event had a data line
+	proto   string          // busl, nchan or durable-streams: whose framing
+	types   map[string]byte // the event types of that framing
+	typ     byte            // of the current event: 0 bytes (text), 'b' base64, 'e' end, 'c' control
+	hasData bool            // the current event had a data line
 	id      [20]byte
 	idLen   int  // -1: the current event has no id yet
 	cont    byte // a line longer than the buffer continues: 'd' data, 's' skipped
@@ -31,11 +36,33 @@ type sseReader struct {
 	carryN  int    // base64 characters waiting for a full group of four
 	out     []byte // decoded base64, allocated at the first base64 event
 	ended   bool   // the end event arrived
+
+	// Durable Streams: the data of the current control event, the streamNextOffset of
+	// the last, how many there were, and whether data events came after it.
+	ctl       []byte
+	next      string
+	controls  int
+	unsettled bool
 }
 
 var newline = []byte{'\n'}
 
-func newSSEReader(v *verifier) *sseReader { return &sseReader{v: v, idLen: -1} }
+// buslEvents and durableEvents are the SSE event types ("event: " lines) of busl's
+// framing (and Nchan's, whose events have none), and of Durable Streams', and the type
+// byte each sets.
+var (
+	buslEvents    = map[string]byte{"": 0, "base64": 'b', "end": 'e'}
+	durableEvents = map[string]byte{"data": 0, "control": 'c'}
+)
+
+// newSSEReader returns a reader of proto's event streams that passes bytes on to v.
+func newSSEReader(v *verifier, proto string) *sseReader {
+	r := &sseReader{v: v, proto: proto, types: buslEvents, idLen: -1}
+	if proto == ProtocolDurable {
+		r.types = durableEvents
+	}
+	return r
+}
 
 // line takes the next line, or a piece of it when it is longer than the buffer:
 // complete is false for every piece but the last, which ends in "\n".
@@ -64,7 +91,7 @@ func (r *sseReader) line(frag []byte, complete bool, now time.Time) {
 		if !complete {
 			r.cont = 's'
 		}
-		if r.nchan && bytes.HasPrefix(line, []byte(":410")) {
+		if r.proto == protocolNchan && bytes.HasPrefix(line, []byte(":410")) {
 			r.ended = true
 		}
 		return
@@ -85,7 +112,7 @@ func (r *sseReader) line(frag []byte, complete bool, now time.Time) {
 			r.cont = 'd'
 		}
 	case "id":
-		if len(value) > len(r.id) && !r.nchan {
+		if len(value) > len(r.id) && r.proto == ProtocolBusl {
 			r.v.fail(fmt.Sprintf("event id %q is not an offset", value))
 			return
 		}
@@ -94,16 +121,11 @@ func (r *sseReader) line(frag []byte, complete bool, now time.Time) {
 		if r.hasData {
 			r.v.fail("an event field after the event's data")
 		}
-		switch string(value) {
-		case "":
-			r.typ = 0
-		case "base64":
-			r.typ = 'b'
-		case "end":
-			r.typ = 'e'
-		default:
+		typ, ok := r.types[string(value)]
+		if !ok {
 			r.v.fail(fmt.Sprintf("unknown event type %q", value))
 		}
+		r.typ = typ
 	}
 }
 
@@ -120,7 +142,7 @@ func (r *sseReader) data(value []byte, now time.Time) {
 	case r.hasData && r.typ == 'b':
 		r.v.fail("a base64 event with more than one data line")
 	case r.hasData:
-		r.v.consume(newline, now)
+		r.emit(newline, now)
 	}
 	r.hasData = true
 	if r.typ != 'e' {
@@ -128,9 +150,14 @@ func (r *sseReader) data(value []byte, now time.Time) {
 	}
 }
 
-// emit passes on a piece of a data line: as is for text, decoded for base64.
+// emit passes on a piece of a data line: as is for text, decoded for base64; a control
+// event's is kept until the event ends.
 func (r *sseReader) emit(p []byte, now time.Time) {
-	if r.typ != 'b' {
+	switch {
+	case r.typ == 'c':
+		r.controlData(p)
+		return
+	case r.typ != 'b':
 		if len(p) > 0 {
 			r.v.consume(p, now)
 		}
@@ -166,13 +193,16 @@ func (r *sseReader) decode(src []byte, now time.Time) {
 	r.v.consume(r.out[:n], now)
 }
 
-// dispatch ends an event at a blank line and checks its id against the bytes received.
+// dispatch ends an event at a blank line and checks its id against the bytes received
+// (in Durable Streams, which has no ids, its control event: durableEvent).
 func (r *sseReader) dispatch() {
-	if r.hasData {
+	if r.hasData && r.proto == ProtocolDurable {
+		r.durableEvent()
+	} else if r.hasData {
 		switch id, ok := parseDigits(r.id[:max(r.idLen, 0)]); {
 		case r.idLen < 0:
 			r.v.fail(fmt.Sprintf("an event without an id after byte %d", r.v.n))
-		case r.nchan: // Nchan's message ids are not offsets
+		case r.proto == protocolNchan: // Nchan's message ids are not offsets
 		case !ok || id != r.v.n:
 			r.v.fail(fmt.Sprintf("event id %q after %d bytes: the id must be the offset after the event", r.id[:r.idLen], r.v.n))
 		}

@@ -24,7 +24,9 @@ type benchCmd struct {
 }
 
 func (benchCmd) Help() string {
-	return `Loads the Sluice server at URL (http(s)://host[:port]) and reports what it carries. Every follower checks that it got exactly the published bytes, in order, once. Server figures come from URL/metrics, or for a server on this machine from /proc (--server-pid). It contacts no other host, and stops by itself (--timeout bounds the whole run). fanout --target nchan loads Nchan instead, for comparison (deploy/nchan-bench.conf).
+	return `Loads the Sluice server at URL (http(s)://host[:port]) and reports what it carries. Every follower checks that it got exactly the published bytes, in order, once, and the stream's end. Server figures come from URL/metrics, or for a server on this machine from /proc (--server-pid). It contacts no other host, and stops by itself (--timeout bounds the whole run).
+
+fanout, streams and ingest speak busl's protocol to Sluice (/streams/{key}: one chunked POST a stream), or with --protocol durable-streams its Durable Streams side (/v1/stream/{key}). For comparison they also load other servers: --target durable-streams, any Durable Streams server (streams at URL/v1/stream/{key}), and --target nchan, Nchan in nginx (deploy/nchan-bench.conf). Those take each line as a request of its own (a POST, answered before the next), and have no /metrics: give --server-pid.
 
 ` + benchExitStatus + `
 
@@ -33,7 +35,9 @@ Examples:
   sluice bench streams http://127.0.0.1:8080 --streams 1000 --followers 10
   sluice bench ingest http://127.0.0.1:8080 --bytes 1GiB
   sluice bench churn http://127.0.0.1:8080 --duration 10m --json > churn.json
-  sluice bench fanout http://127.0.0.1:8081 --target nchan --server-pid $(cat nginx.pid) --followers 1000`
+  sluice bench fanout http://127.0.0.1:8080 --protocol durable-streams --transport long-poll
+  sluice bench fanout http://127.0.0.1:4437 --target durable-streams --server-pid $(pgrep -n node) --followers 1000
+  sluice bench streams http://127.0.0.1:8081 --target nchan --server-pid $(cat nginx.pid) --streams 100`
 }
 
 const benchExitStatus = `Exit status:
@@ -45,12 +49,12 @@ const benchExitStatus = `Exit status:
 // set by its embed tag.
 type benchFlags struct {
 	URL            string  `arg:"" help:"The server: http(s)://host[:port]."`
-	Transport      string  `default:"${transport}" enum:"sse,raw,websocket,mix" placeholder:"TRANSPORT" help:"Follower transport: sse, raw, websocket or mix."`
+	Transport      string  `default:"${transport}" predictor:"transport" placeholder:"TRANSPORT" help:"Follower transport: sse, raw, websocket or mix (of the three) in busl's protocol; sse, long-poll or mix (of both) in Durable Streams; sse on Nchan."`
 	LineSize       int     `default:"${line_size}" placeholder:"BYTES" help:"Bytes per published line, newline included."`
 	Rate           float64 `default:"${rate}" placeholder:"LINES" help:"Lines per second each producer writes; 0 for as fast as the server takes them."`
 	SourceAddrs    string  `placeholder:"N" help:"Spread connections over N loopback addresses 127.0.0.2.. (or a comma-separated list of local IPs)."`
 	ConnectTimeout seconds `default:"30s" placeholder:"TIME" help:"Longest time to connect one follower and get its response head."`
-	MetricsURL     string  `name:"metrics-url" placeholder:"URL" help:"URL of the server's Prometheus metrics (default URL/metrics)."`
+	MetricsURL     string  `name:"metrics-url" placeholder:"URL" help:"URL of the server's Prometheus metrics (default URL/metrics for --target sluice, none for the others)."`
 	KeyPrefix      string  `placeholder:"PREFIX" help:"Streams are PREFIX/...; default bench/<random>."`
 	JSON           bool    `name:"json" help:"Print the report as JSON (a list of reports for a sweep)."`
 	Quiet          bool    `help:"No progress line on a terminal."`
@@ -59,12 +63,23 @@ type benchFlags struct {
 	sources []string // SourceAddrs, expanded by validate
 }
 
-// validate checks the flags, and the counts of --followers, and expands --source-addrs.
-func (b *benchFlags) validate(followers ...int) (err error) {
+// benchTransports and benchProtocols are the values of --transport and --protocol, for
+// completion (bench.Resolve checks them).
+var (
+	benchTransports = []string{"sse", "raw", "websocket", "long-poll", "mix"}
+	benchProtocols  = []string{bench.ProtocolBusl, bench.ProtocolDurable}
+)
+
+// validate checks the flags with the server and protocol of the run (--target and
+// --protocol), and the counts of --followers, and expands --source-addrs.
+func (b *benchFlags) validate(target, protocol string, followers ...int) (err error) {
 	for _, n := range followers {
 		if n <= 0 {
 			return fmt.Errorf("--followers %d: want 1 or more", n)
 		}
+	}
+	if _, _, err := bench.Resolve(target, protocol, b.Transport); err != nil {
+		return fmt.Errorf("--%w", err) // the error starts with the flag's name
 	}
 	b.sources, err = bench.SourceAddrs(b.SourceAddrs)
 	return err
@@ -126,7 +141,9 @@ func (b *benchFlags) output(stdout io.Writer, reps []*bench.Report, sweep bool) 
 
 // benchRunFlags are the flags of the modes that publish and follow (all but churn).
 type benchRunFlags struct {
-	ServerPID          int           `placeholder:"PID" help:"Read the server's RSS, CPU time and open files from /proc for process PID and its children (a server on this machine, such as nginx's master) instead of /metrics."`
+	Target             string        `default:"sluice" enum:"sluice,nchan,durable-streams" placeholder:"SERVER" help:"The server at URL: sluice; durable-streams, any Durable Streams server (streams at URL/v1/stream/{key}, each line POSTed as a message, SSE or long-poll followers); or nchan, Nchan in nginx as in deploy/nchan-bench.conf (each line POSTed as a message to /pub/{key}, SSE followers of /sub/{key}). Only sluice has /metrics."`
+	Protocol           string        `predictor:"protocol" placeholder:"PROTOCOL" help:"What --target sluice is spoken to in: busl (/streams/{key}, a stream's lines in one chunked POST; the default) or durable-streams (/v1/stream/{key}, as --target durable-streams, with Sluice's /metrics). The other targets speak their own."`
+	ServerPID          int           `placeholder:"PID" help:"Read the server's RSS, CPU time and open files from /proc for process PID and its children (a server on this machine, such as nginx's master) instead of /metrics: the only server figures of --target nchan and durable-streams."`
 	Bytes              size          `default:"${bytes=}" placeholder:"SIZE" help:"Stop each producer after this size: 1GiB, 500MB (KiB, MiB, GiB are powers of 1024; kB, MB, GB of 1000)."`
 	Lines              int64         `placeholder:"N" help:"Stop each producer after this many lines (200 if no --lines, --bytes or --duration)."`
 	Duration           time.Duration `placeholder:"TIME" help:"Stop each producer after this time."`
@@ -138,6 +155,7 @@ type benchRunFlags struct {
 
 // apply sets the run flags in cfg.
 func (r *benchRunFlags) apply(cfg *bench.Config) {
+	cfg.Target, cfg.Protocol = r.Target, r.Protocol
 	cfg.ServerPID, cfg.Bytes, cfg.Lines, cfg.Duration = r.ServerPID, int64(r.Bytes), r.Lines, r.Duration
 	cfg.ConnectConcurrency, cfg.IdleWait, cfg.DrainTimeout, cfg.Timeout = r.ConnectConcurrency, r.IdleWait, r.DrainTimeout, r.Timeout
 }
@@ -148,17 +166,13 @@ type benchFanoutCmd struct {
 	Limits    benchRunFlags `embed:""`
 	Followers []int         `default:"100" sep:"," placeholder:"N" help:"Followers of the stream; a comma-separated list runs a sweep."`
 	Chart     string        `placeholder:"FILE" help:"Write an SVG file of latency and memory against followers."`
-	Target    string        `default:"sluice" enum:"sluice,nchan" placeholder:"SERVER" help:"The server at URL: sluice, or nchan (Nchan in nginx as in deploy/nchan-bench.conf: each line POSTed as a message to /pub/{key}, SSE followers of /sub/{key})."`
 	Pause     time.Duration `default:"5s" placeholder:"TIME" help:"Pause between the runs of a sweep."`
 }
 
 func (benchFanoutCmd) Help() string { return benchExitStatus }
 
 func (c *benchFanoutCmd) Validate() error {
-	if c.Target == "nchan" && c.Bench.Transport != "sse" {
-		return fmt.Errorf("--target nchan: --transport %q; Nchan is followed with sse only", c.Bench.Transport)
-	}
-	return c.Bench.validate(c.Followers...)
+	return c.Bench.validate(c.Limits.Target, c.Limits.Protocol, c.Followers...)
 }
 
 func (c *benchFanoutCmd) Run(ctx context.Context, con *console) error {
@@ -168,7 +182,7 @@ func (c *benchFanoutCmd) Run(ctx context.Context, con *console) error {
 	}
 	defer stop()
 	c.Limits.apply(&cfg)
-	cfg.Target, cfg.Followers = c.Target, c.Followers[0]
+	cfg.Followers = c.Followers[0]
 	reps, err := bench.Fanout(ctx, cfg, c.Followers, c.Pause)
 	if len(reps) == 0 {
 		return err
@@ -194,7 +208,9 @@ type benchStreamsCmd struct {
 
 func (benchStreamsCmd) Help() string { return benchExitStatus }
 
-func (c *benchStreamsCmd) Validate() error { return c.Bench.validate(c.Followers) }
+func (c *benchStreamsCmd) Validate() error {
+	return c.Bench.validate(c.Limits.Target, c.Limits.Protocol, c.Followers)
+}
 
 func (c *benchStreamsCmd) Run(ctx context.Context, con *console) error {
 	return runOne(ctx, con, &c.Bench, &c.Limits, func(cfg bench.Config) (*bench.Report, error) {
@@ -203,16 +219,23 @@ func (c *benchStreamsCmd) Run(ctx context.Context, con *console) error {
 	})
 }
 
-// benchIngestCmd is sluice bench ingest.
+// benchIngestCmd is sluice bench ingest. Its --transport is raw by default, or sse where
+// the protocol has no raw followers (bench.Ingest).
 type benchIngestCmd struct {
-	Bench     benchFlags    `embed:"" set:"transport=raw" set:"line_size=1024" set:"rate=0"`
+	Bench     benchFlags    `embed:"" set:"transport=" set:"line_size=1024" set:"rate=0"`
 	Limits    benchRunFlags `embed:"" set:"bytes=1GiB"`
 	Followers int           `default:"1" placeholder:"N" help:"Followers of the stream, which must keep up."`
 }
 
-func (benchIngestCmd) Help() string { return benchExitStatus }
+func (benchIngestCmd) Help() string {
+	return `The producer sends its lines as fast as the server takes them: in busl's protocol as one chunked POST, in 64 KiB writes; to Nchan and in Durable Streams each line is one POST, sent once the one before is answered, so there the figure is of requests per second as much as of bytes. Followers are raw by default (--transport), sse where the protocol has no raw ones.
 
-func (c *benchIngestCmd) Validate() error { return c.Bench.validate(c.Followers) }
+` + benchExitStatus
+}
+
+func (c *benchIngestCmd) Validate() error {
+	return c.Bench.validate(c.Limits.Target, c.Limits.Protocol, c.Followers)
+}
 
 func (c *benchIngestCmd) Run(ctx context.Context, con *console) error {
 	return runOne(ctx, con, &c.Bench, &c.Limits, func(cfg bench.Config) (*bench.Report, error) {
@@ -251,7 +274,9 @@ type benchChurnCmd struct {
 
 func (benchChurnCmd) Help() string { return benchExitStatus }
 
-func (c *benchChurnCmd) Validate() error { return c.Bench.validate() }
+func (c *benchChurnCmd) Validate() error {
+	return c.Bench.validate(bench.TargetSluice, bench.ProtocolBusl)
+}
 
 func (c *benchChurnCmd) Run(ctx context.Context, con *console) error {
 	cfg, stop, err := c.Bench.start(con)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,44 @@ func TestBenchFanoutJSON(t *testing.T) {
 	}
 	if stderr != "" {
 		t.Errorf("stderr is not a terminal, yet got %q", stderr)
+	}
+}
+
+// TestBenchDurable runs sluice bench in Durable Streams against a real server: fanout
+// with --protocol durable-streams, SSE and long-poll followers mixed, with Sluice's
+// /metrics; and ingest with --target durable-streams, whose followers are SSE by
+// default there and whose server figures come from /proc alone (--server-pid, here
+// this process, the server's).
+func TestBenchDurable(t *testing.T) {
+	url := benchServer(t, nil)
+	out, stderr, err := runBench(t, "fanout", url, "--protocol", "durable-streams", "--transport", "mix",
+		"--followers", "10", "--lines", "50", "--rate", "0", "--idle-wait", "50ms", "--json")
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not a JSON report: %v\n%s", err, out)
+	}
+	if rep.Target != "sluice" || rep.Protocol != "durable-streams" || rep.Complete != 10 || rep.Latency.Count != 500 ||
+		rep.Connect.Polls == 0 || rep.Server.Idle.Followers != 10 {
+		t.Errorf("report: target %q, protocol %q, %d complete, %d latencies, %d polls, %v followers idle",
+			rep.Target, rep.Protocol, rep.Complete, rep.Latency.Count, rep.Connect.Polls, rep.Server.Idle.Followers)
+	}
+
+	out, stderr, err = runBench(t, "ingest", url, "--target", "durable-streams", "--bytes", "64KiB",
+		"--followers", "2", "--idle-wait", "10ms", "--server-pid", strconv.Itoa(os.Getpid()), "--json")
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr)
+	}
+	rep = bench.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not a JSON report: %v\n%s", err, out)
+	}
+	if rep.Mode != "ingest" || rep.Target != "durable-streams" || rep.Transport != "sse" || rep.Complete != 2 ||
+		rep.Producers.Lines != 64 || !rep.Server.Before.OK || rep.Server.Before.Metrics {
+		t.Errorf("report: mode %q, target %q, transport %q, %d complete, %d lines, server before %+v",
+			rep.Mode, rep.Target, rep.Transport, rep.Complete, rep.Producers.Lines, rep.Server.Before)
 	}
 }
 
@@ -182,7 +221,16 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"churn", "http://127.0.0.1:1", "--followers", "3"}, "unknown flag --followers"},
 		{[]string{"fanout", "http://127.0.0.1:1", "--target", "pushpin"}, `--target`},
 		{[]string{"fanout", "http://127.0.0.1:1", "--target", "nchan", "--transport", "raw"}, "sse only"},
-		{[]string{"ingest", "http://127.0.0.1:1", "--target", "nchan"}, "unknown flag --target"},
+		{[]string{"ingest", "http://127.0.0.1:1", "--target", "nchan", "--transport", "raw"}, "sse only"},
+		{[]string{"streams", "http://127.0.0.1:1", "--target", "nchan", "--transport", "mix"}, "sse only"},
+		{[]string{"churn", "http://127.0.0.1:1", "--target", "nchan"}, "unknown flag --target"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--protocol", "nats"}, `--protocol "nats": want busl or durable-streams`},
+		{[]string{"streams", "http://127.0.0.1:1", "--target", "nchan", "--protocol", "durable-streams"}, "--protocol"},
+		{[]string{"ingest", "http://127.0.0.1:1", "--target", "durable-streams", "--protocol", "busl"}, "--protocol"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--protocol", "durable-streams", "--transport", "raw"}, "sse, long-poll or mix"},
+		{[]string{"streams", "http://127.0.0.1:1", "--target", "durable-streams", "--transport", "websocket"}, "sse, long-poll or mix"},
+		{[]string{"fanout", "http://127.0.0.1:1", "--transport", "long-poll"}, "long-poll is Durable Streams'"},
+		{[]string{"churn", "http://127.0.0.1:1", "--transport", "long-poll"}, "--transport"},
 	} {
 		_, stderr, err := runBench(t, tc.args...)
 		var u usageError

@@ -51,11 +51,14 @@ func (c *completionCmd) Run(con *console) error {
 
 // completer answers a shell's request for completions (COMP_LINE in the environment),
 // from the grammar, and ends run; without one it does nothing. Arguments and flags
-// tagged predictor:"file" or "dir" complete to paths, and "shell" to the shells above.
+// tagged predictor:"file" or "dir" complete to paths, "shell" to the shells above, and
+// "transport" and "protocol" to the values of sluice bench's --transport and --protocol.
 func completer() []kongplete.Option {
 	return []kongplete.Option{
 		kongplete.WithPredictor("file", complete.PredictFiles("*")),
 		kongplete.WithPredictor("dir", complete.PredictDirs("*")),
 		kongplete.WithPredictor("shell", complete.PredictSet(slices.Sorted(maps.Keys(completionScripts))...)),
+		kongplete.WithPredictor("transport", complete.PredictSet(benchTransports...)),
+		kongplete.WithPredictor("protocol", complete.PredictSet(benchProtocols...)),
 	}
 }

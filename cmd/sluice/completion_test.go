@@ -20,15 +20,18 @@ func TestCompletionAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for line, want := range map[string][]string{
-		"sluice ser":                 {"serve"},
-		"sluice c":                   {"completion"},
-		"sluice bench ":              {"churn", "fanout", "ingest", "streams"},
-		"sluice serve --data":        {"--data-dir"},
-		"sluice serve --log-format ": {"json", "text"},
-		"sluice tail --no-fol":       {"--no-follow"},
-		"sluice run --merge":         {"--merge-output"},
-		"sluice completion ":         {"bash", "fish", "zsh"},
-		"sluice push http://h/s no":  {"notes.txt"},
+		"sluice ser":                       {"serve"},
+		"sluice c":                         {"completion"},
+		"sluice bench ":                    {"churn", "fanout", "ingest", "streams"},
+		"sluice serve --data":              {"--data-dir"},
+		"sluice serve --log-format ":       {"json", "text"},
+		"sluice tail --no-fol":             {"--no-follow"},
+		"sluice run --merge":               {"--merge-output"},
+		"sluice completion ":               {"bash", "fish", "zsh"},
+		"sluice bench fanout --transport ": {"long-poll", "mix", "raw", "sse", "websocket"},
+		"sluice bench streams --protocol ": {"busl", "durable-streams"},
+		"sluice bench ingest --target ":    {"durable-streams", "nchan", "sluice"},
+		"sluice push http://h/s no":        {"notes.txt"},
 	} {
 		cmd := sluiceCmd(t.Context(), dir)
 		cmd.Env = append(cmd.Env, "COMP_LINE="+line)

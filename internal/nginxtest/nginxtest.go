@@ -5,11 +5,15 @@
 package nginxtest
 
 import (
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Start runs nginx in the foreground with config conf, from a directory of its own (the
@@ -58,4 +62,72 @@ func Start(t testing.TB, conf string) (pid int, exited <-chan struct{}) {
 		}
 	})
 	return cmd.Process.Pid, done
+}
+
+// nchanModule is where Debian's libnginx-mod-nchan puts the module that
+// deploy/nchan-bench.conf loads.
+const nchanModule = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+// StartNchan runs nginx with Nchan, configured by the shipped deploy/nchan-bench.conf
+// (at confPath) on a free loopback port, and not pinned to a core, until the test ends,
+// and returns its base URL and the master's pid.
+func StartNchan(t testing.TB, confPath string) (url string, pid int) {
+	t.Helper()
+	if _, err := exec.LookPath("nginx"); err != nil {
+		t.Fatal("nginx not found: apt-get install nginx libnginx-mod-nchan (.ci/run does)")
+	}
+	if _, err := os.Stat(nchanModule); err != nil {
+		t.Fatal("Nchan not found: apt-get install libnginx-mod-nchan (.ci/run does)")
+	}
+	conf, err := os.ReadFile(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const listen, pin = "listen 127.0.0.1:8081;", "worker_cpu_affinity 0001;"
+	if strings.Count(string(conf), listen) != 1 || strings.Count(string(conf), pin) != 1 {
+		t.Fatalf("%s: want one %q and one %q to replace", confPath, listen, pin)
+	}
+	for attempt := 0; ; attempt++ { // a free port can be taken before nginx binds it
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		c := strings.Replace(string(conf), listen, "listen "+addr+";", 1)
+		c = strings.Replace(c, pin, "", 1)
+		if pid, ok := runNchan(t, c, addr); ok {
+			return "http://" + addr, pid
+		}
+		if attempt == 2 {
+			t.Fatal("nginx did not start")
+		}
+	}
+}
+
+// runNchan starts nginx with config conf and waits until Nchan answers on addr; false if
+// nginx exited first (the port was taken).
+func runNchan(t testing.TB, conf, addr string) (pid int, ok bool) {
+	pid, exited := Start(t, conf)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The publisher location answers a GET of a channel that does not exist with 404:
+		// the worker is up and Nchan is loaded.
+		if resp, err := http.Get("http://" + addr + "/pub/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("GET /pub/ready: %s, want 404 from Nchan", resp.Status)
+			}
+			return pid, true
+		}
+		select {
+		case <-exited:
+			t.Log("nginx exited at start")
+			return 0, false
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx on %s not ready", addr)
+		}
+	}
 }
