@@ -100,7 +100,7 @@ func (s *Server) durable(w http.ResponseWriter, r *http.Request) {
 		s.durableFail(w, r, err)
 		return
 	}
-	op, ok := durableOp(r)
+	op, ok := methodOp(r, sluice.OpPurge) // a DELETE purges
 	if ok && !s.authorize(w, r, key, op) {
 		return
 	}
@@ -123,22 +123,6 @@ func (s *Server) durable(w http.ResponseWriter, r *http.Request) {
 		h.Set("Allow", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
-}
-
-// durableOp is the operation a Durable Streams request asks for. A POST that closes
-// the stream publishes too (its body is the stream's last bytes).
-func durableOp(r *http.Request) (sluice.Op, bool) {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		return sluice.OpRead, true
-	case http.MethodPut:
-		return sluice.OpCreate, true
-	case http.MethodPost:
-		return sluice.OpPublish, true
-	case http.MethodDelete:
-		return sluice.OpPurge, true
-	}
-	return "", false
 }
 
 // wantsViewer reports whether a GET is a browser's navigation to the stream (Accept:

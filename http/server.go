@@ -335,8 +335,19 @@ func (s *Server) refuseHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
 }
 
-// streamOp is the operation a request on a stream asks for, if its method has one.
+// streamOp is the operation a request on /streams/{key} asks for, if its method has
+// one: a DELETE closes the stream, or purges it with ?purge=true.
 func streamOp(r *http.Request) (sluice.Op, bool) {
+	del := sluice.OpClose
+	if r.URL.Query().Get("purge") == "true" {
+		del = sluice.OpPurge
+	}
+	return methodOp(r, del)
+}
+
+// methodOp is the operation of the request's method, with del for a DELETE. A POST that
+// closes the stream publishes too (its body is the stream's last bytes).
+func methodOp(r *http.Request, del sluice.Op) (sluice.Op, bool) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return sluice.OpRead, true
@@ -345,10 +356,7 @@ func streamOp(r *http.Request) (sluice.Op, bool) {
 	case http.MethodPost:
 		return sluice.OpPublish, true
 	case http.MethodDelete:
-		if r.URL.Query().Get("purge") == "true" {
-			return sluice.OpPurge, true
-		}
-		return sluice.OpClose, true
+		return del, true
 	}
 	return "", false
 }
