@@ -264,7 +264,11 @@ func (h *hub) deliver() (more bool) {
 		}
 	}()
 	var unpark []*Follower
-	var newest <-chan struct{}
+	// The hub waits next on the change after the oldest state a follower was sent (the
+	// first read at the lowest length): a later read's channel would leave the followers
+	// of an earlier read, which missed the bytes that came between, waiting for the
+	// stream's next change. That channel is closed already if the stream grew since.
+	var oldest read
 	for i := range parked {
 		f := parked[(start+i)%len(parked)]
 		r, ok := reads[f.Off]
@@ -272,7 +276,9 @@ func (h *hub) deliver() (more bool) {
 			r.buf = bufPool.Get().(*[]byte)
 			r.b, r.info, r.changed, r.err = f.Stream.Read(context.Background(), *r.buf, f.Off)
 			reads[f.Off] = r
-			newest = r.changed
+			if r.changed != nil && (oldest.changed == nil || r.info.Length < oldest.info.Length) {
+				oldest = r
+			}
 		}
 		from := f.Off
 		if !h.write(f, r) {
@@ -288,8 +294,8 @@ func (h *hub) deliver() (more bool) {
 	}
 	h.mu.Lock()
 	h.parked = remove(h.parked, unpark)
-	if newest != nil {
-		h.changed = newest
+	if oldest.changed != nil {
+		h.changed = oldest.changed
 	}
 	h.mu.Unlock()
 	for _, f := range unpark {
