@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Fanout runs one stream with n followers for each n in followers, in turn, pausing
@@ -20,8 +22,8 @@ func Fanout(ctx context.Context, cfg Config, followers []int, pause time.Duratio
 	var reps []*Report
 	for i, n := range followers {
 		if i > 0 {
-			if err := sleep(ctx, pause); err != nil {
-				return reps, err
+			if !backoff.Sleep(ctx, pause) {
+				return reps, ctx.Err()
 			}
 		}
 		c := cfg

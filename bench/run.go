@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Config describes a run: Streams streams, each with one producer and Followers
@@ -204,11 +206,11 @@ func (r *run) execute(parent, ctx context.Context, cancel context.CancelFunc) (*
 
 	var done sync.WaitGroup
 	rep.Connect.WallSeconds = r.connectAll(ctx, &done)
-	if err := sleep(ctx, cfg.IdleWait); err != nil {
+	if !backoff.Sleep(ctx, cfg.IdleWait) {
 		cancel()
 		done.Wait()
 		r.smp.finish()
-		return nil, fmt.Errorf("interrupted while connecting: %w", err)
+		return nil, fmt.Errorf("interrupted while connecting: %w", ctx.Err())
 	}
 	rep.Server.Idle = r.sc.scrape(ctx)
 	pubStart := r.publish(ctx, cancel, &done, rep)
@@ -353,18 +355,6 @@ func statusLine(w io.Writer, line func() string) (stop func()) {
 		}
 	}()
 	return func() { close(quit); <-ended }
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // waitTimeout waits for wg for at most d and reports whether it finished.
