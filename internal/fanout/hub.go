@@ -290,6 +290,7 @@ func (h *hub) deliver() (more bool) {
 		more = more || from+int64(len(r.b)) < r.info.Length
 		if (i+1)%hubBatch == 0 {
 			runtime.Gosched()
+			dropStale(reads)
 		}
 	}
 	h.mu.Lock()
@@ -302,6 +303,22 @@ func (h *hub) deliver() (more bool) {
 		go h.fan.run(f)
 	}
 	return more
+}
+
+// dropStale forgets the reads of a pass that the stream has grown past, so that the
+// followers still to come in the pass read again and get the bytes that came since: a
+// pass over thousands of followers takes as long as a line's interval, and without it
+// those bytes would wait for the next pass. A read's buffer goes back to the pool at
+// once; the followers written from it have their bytes in their Wires.
+func dropStale(reads map[int64]read) {
+	for off, r := range reads {
+		select {
+		case <-r.changed:
+			bufPool.Put(r.buf)
+			delete(reads, off)
+		default:
+		}
+	}
 }
 
 // read is what a hub read at an offset, into buf.
