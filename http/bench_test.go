@@ -32,14 +32,19 @@ func BenchmarkFanout(b *testing.B) {
 	}
 }
 
-func fanoutRun(b *testing.B, kind string, followers int) {
-	resNeedFDs(b, uint64(2*followers+256))
+// benchFollowers starts a server with the stream of path and n followers of it, of kind.
+func benchFollowers(b *testing.B, kind, path string, n int) (*testServer, []*resFollower) {
+	resNeedFDs(b, uint64(2*n+256))
 	ts := newTestServer(b, Config{}, file.Options{SyncInterval: time.Second})
 	addr := strings.TrimPrefix(ts.url, "http://")
-	path := "/streams/bench/fanout"
 	resCreate(b, ts.url+path)
+	return ts, resConnect(b, n, func(int) (*resFollower, error) { return resDial(addr, path, kind) })
+}
+
+func fanoutRun(b *testing.B, kind string, followers int) {
+	path := "/streams/bench/fanout"
+	ts, fs := benchFollowers(b, kind, path, followers)
 	total := int64(b.N) * 80
-	fs := resConnect(b, followers, func(int) (*resFollower, error) { return resDial(addr, path, kind) })
 	done := make(chan error, followers)
 	for _, f := range fs {
 		f.conn.SetDeadline(time.Now().Add(10 * time.Minute)) // a failure bound
@@ -125,12 +130,8 @@ func BenchmarkDelivery(b *testing.B) {
 }
 
 func deliveryRun(b *testing.B, kind string, followers int) {
-	resNeedFDs(b, uint64(2*followers+256))
-	ts := newTestServer(b, Config{}, file.Options{SyncInterval: time.Second})
-	addr := strings.TrimPrefix(ts.url, "http://")
 	path := "/streams/bench/delivery"
-	resCreate(b, ts.url+path)
-	fs := resConnect(b, followers, func(int) (*resFollower, error) { return resDial(addr, path, kind) })
+	ts, fs := benchFollowers(b, kind, path, followers)
 	got := make(chan struct{}, 2*followers) // one per line per follower
 	done := make(chan error, followers)
 	for _, f := range fs {
