@@ -185,8 +185,8 @@ func wholeRead(r *http.Request) bool {
 // and takes one of the MaxCompressed places: release gives it back. Beyond them, the
 // read is identity, which bounds the memory encoders take whatever the number of
 // downloads at once.
-func (s *Server) compression(r *http.Request) (c *coding, release func()) {
-	if c = negotiate(r.Header); c == nil {
+func (s *Server) compression(r *http.Request, info sluice.Info) (c *coding, release func()) {
+	if c = negotiate(r.Header); c == nil || !compressible(info) {
 		return nil, nil
 	}
 	select {
@@ -196,6 +196,14 @@ func (s *Server) compression(r *http.Request) (c *coding, release func()) {
 		return nil, nil
 	}
 }
+
+// minCompressed is the smallest stream a whole read compresses: below, the coding's
+// framing would outweigh what it saves (as nginx's gzip_min_length).
+const minCompressed = 1 << 10
+
+// compressible reports whether a whole read of the closed stream in state info may be
+// compressed: the same answer for a GET and a HEAD, so that they get the same headers.
+func compressible(info sluice.Info) bool { return info.Length >= minCompressed }
 
 // identityETag is the ETag of a closed stream's bytes; it changes if the key is purged
 // and reused, since the version does.

@@ -427,6 +427,21 @@ func TestCompressedRefusals(t *testing.T) {
 	}
 }
 
+// TestCompressedNotTiny: a closed stream under minCompressed is read identity, on GET and
+// HEAD alike, whatever the client accepts: gzip would make 21 bytes 46.
+func TestCompressedNotTiny(t *testing.T) {
+	ts := newTestServer(t, Config{}, file.Options{})
+	content := bytes.Repeat([]byte("step 1\n"), (minCompressed-1)/7)
+	subPublish(t, ts, "tiny", 0, content, true)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp, _ := zGet(t, method, ts.streamURL("tiny"), "gzip, zstd")
+		if resp.Header.Get("Content-Encoding") != "" || resp.ContentLength != int64(len(content)) {
+			t.Errorf("%s of a %d-byte stream: Content-Encoding %q, Content-Length %d; want identity",
+				method, len(content), resp.Header.Get("Content-Encoding"), resp.ContentLength)
+		}
+	}
+}
+
 // TestCompressedNotFollowers proves that only closed streams' whole reads are compressed:
 // an open stream's raw follower, and SSE, get their bytes as ever, flushed as they come.
 func TestCompressedNotFollowers(t *testing.T) {

@@ -300,7 +300,7 @@ func (s *Server) serveClosed(w http.ResponseWriter, r *http.Request, st sluice.S
 	setFileHeaders(h, info, off)
 	if wholeRead(r) {
 		h.Add("Vary", "Accept-Encoding")
-		if c, release := s.compression(r); c != nil {
+		if c, release := s.compression(r, info); c != nil {
 			defer release()
 			if err := s.serveCompressed(w, r, st, info, c); err != nil { // compress.go
 				// Abort, never end cleanly (the last chunk) short of the stream's end:

@@ -141,7 +141,7 @@ func (s *Server) head(w http.ResponseWriter, r *http.Request, key string) {
 		// client or a cache may ask before it downloads; a GET may still be answered
 		// uncompressed if every MaxCompressed place is taken when it comes.
 		w.Header().Add("Vary", "Accept-Encoding")
-		if c := negotiate(r.Header); c != nil && info.Length > 0 && s.cfg.MaxCompressed > 0 {
+		if c := negotiate(r.Header); c != nil && compressible(info) && s.cfg.MaxCompressed > 0 {
 			setFileHeaders(w.Header(), info, 0)
 			s.serveCompressed(w, r, nil, info, c) // HEAD: headers only, no error
 			return
