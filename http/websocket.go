@@ -109,10 +109,12 @@ func (t *webSocket) frame(op ws.OpCode, p []byte) error {
 	return t.wire.Commit(b)
 }
 
+// Write frames b as one binary message, whatever its bytes: the client counts them.
 func (t *webSocket) Write(b []byte, off int64, info sluice.Info, final bool) (int, error) {
 	return len(b), t.frame(ws.OpBinary, b)
 }
 
+// Flush writes the frames so far.
 func (t *webSocket) Flush() error { return t.wire.Flush() }
 
 // Keepalive drops a follower whose last ping has no pong yet, an interval later, and
@@ -128,6 +130,7 @@ func (t *webSocket) Keepalive() error {
 	return t.wire.Flush()
 }
 
+// Idle is the ping interval (WSPingInterval).
 func (t *webSocket) Idle() time.Duration { return t.ping }
 
 // Answer writes the pong or the close that the client is owed, and ends the follower
