@@ -2,16 +2,9 @@ package http
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,26 +13,8 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/file"
+	"github.com/sluicehq/sluice/internal/nettest"
 )
-
-// writeCert writes a self-signed certificate for 127.0.0.1 named cn to the pair of files.
-func writeCert(t *testing.T, certFile, keyFile, cn string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-}
 
 // TestTLS proves HTTPS with HTTP/2 through ALPN, a follower over it, and a renewed
 // certificate taken without a restart: by Reload (SIGHUP), and by a handshake once the
@@ -47,7 +22,7 @@ func writeCert(t *testing.T, certFile, keyFile, cn string) {
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeCert(t, certFile, keyFile, "first")
+	nettest.WriteCert(t, certFile, keyFile, "first")
 	certs, err := NewCertReloader(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +52,14 @@ func TestTLS(t *testing.T) {
 	if resp.ProtoMajor != 2 || got != "first secret log\n" {
 		t.Fatalf("over TLS: HTTP/%d, %q; want HTTP/2 with the first certificate", resp.ProtoMajor, got)
 	}
-	writeCert(t, certFile, keyFile, "second")
+	nettest.WriteCert(t, certFile, keyFile, "second")
 	if err := certs.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if _, got := served(); got != "second secret log\n" {
 		t.Fatalf("after Reload: %q", got)
 	}
-	writeCert(t, certFile, keyFile, "third")
+	nettest.WriteCert(t, certFile, keyFile, "third")
 	future := time.Now().Add(time.Minute)
 	os.Chtimes(certFile, future, future)
 	certs.mu.Lock()

@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/nettest"
 )
 
 // writeKey writes a random shared key of 32 bytes (as 64 hex digits, with a newline, as
@@ -167,40 +162,19 @@ func TestOpenServerWarns(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 named cn, and its key.
-func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.Certificate {
-	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(k)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	return cert
-}
-
 // TestTLS: with --tls-cert and --tls-key the server speaks HTTPS, and HTTP/2 to a
 // client that offers it; a renewed certificate is served after SIGHUP, without a
 // restart.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeCert(t, certFile, keyFile, "first")
+	nettest.WriteCert(t, certFile, keyFile, "first")
 	addr := freeAddr(t)
 	srv := startTLS(t, addr, certFile, keyFile)
 	if cn, proto := tlsGet(t, addr); cn != "first" || proto != 2 {
 		t.Errorf("GET over TLS: certificate %q over HTTP/%d, want \"first\" over HTTP/2", cn, proto)
 	}
-	writeCert(t, certFile, keyFile, "renewed")
+	nettest.WriteCert(t, certFile, keyFile, "renewed")
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(bound)
 	for {

@@ -1,4 +1,4 @@
-// Package nettest has the network fakes that the clients' tests share.
+// Package nettest has the network fakes and fixtures (a refusing server, certificates) that the tests share.
 package nettest
 
 import (
