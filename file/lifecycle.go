@@ -85,7 +85,7 @@ func (s *Store) softDeleteLocked(key string) error {
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
-	if !exists(filepath.Join(dir, "closed")) {
+	if !s.closedLocked(key, dir) {
 		s.open--
 	}
 	if st := s.streams[key]; st != nil {
@@ -121,7 +121,7 @@ func (s *Store) removeLocked(key string) (cleanup func(context.Context), err err
 	for k := key; k != ""; {
 		dir := s.streamDir(k)
 		m, merr := readMeta(dir)
-		closed := exists(filepath.Join(dir, "closed"))
+		closed := s.closedLocked(k, dir)
 		deleted := exists(filepath.Join(dir, "deleted"))
 		trash := s.path("trash", "purged-"+randHex(8))
 		size := int64(0)
@@ -138,7 +138,7 @@ func (s *Store) removeLocked(key string) (cleanup func(context.Context), err err
 		s.diskBytes.Add(-size)
 		if st := s.streams[k]; st != nil {
 			delete(s.streams, k)
-			delete(s.dirty, st)
+			s.undirty(st)
 			ended = append(ended, st)
 		}
 		delete(s.expiring, k)
@@ -154,6 +154,17 @@ func (s *Store) removeLocked(key string) (cleanup func(context.Context), err err
 		}
 	}
 	return cleanup, nil
+}
+
+// closedLocked reports whether the stream of key in dir counts as closed in s.open. A
+// close in flight (stream.markClosed) does not yet: the caller counts it, and the close
+// then leaves the count alone. The caller holds s.mu.
+func (s *Store) closedLocked(key, dir string) bool {
+	if st := s.streams[key]; st != nil && st.closing {
+		st.closing = false
+		return false
+	}
+	return exists(filepath.Join(dir, "closed"))
 }
 
 // unrefLocked lowers the count of forks of the stream of key, and returns key if that

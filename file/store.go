@@ -85,7 +85,8 @@ type Options struct {
 
 // Metrics is what a Store counts (package metrics implements it for Prometheus).
 type Metrics interface {
-	// Fsynced is told of an fsync of a stream's bytes and how long it took.
+	// Fsynced is told of each fsync (or syncfs, which covers the whole store) of the
+	// streams' writes, and how long it took.
 	Fsynced(took time.Duration)
 }
 
@@ -104,11 +105,16 @@ type Store struct {
 
 	mu       sync.Mutex
 	streams  map[string]*stream // streams with live handles, by key
-	dirty    map[*stream]bool   // streams with bytes not yet fsynced
 	open     int                // streams on disk that are not closed
 	expiring map[string]bool    // keys of streams that have a TTL or an expiry
 	purging  map[string]bool    // keys of streams being purged: they cannot be forked
 
+	// dirty holds the streams with bytes not yet fsynced. It has a lock of its own, taken
+	// after mu when both are, so that an append never waits for the store's lock.
+	dirtyMu sync.Mutex
+	dirty   map[*stream]bool
+
+	syncer    *syncer      // makes writes durable (sync.go)
 	closes    closelog.Log // streams closed, for the Archiver (Notify, ClosedSince)
 	diskBytes atomic.Int64 // bytes of the streams' live copies on disk
 
@@ -155,6 +161,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(s.path("trash"), 0o755); err != nil {
 		return nil, fmt.Errorf("file store: %w", err)
 	}
+	s.syncer = newSyncer(dir, opts.Metrics.Fsynced)
 	if err := s.scan(); err != nil {
 		return nil, fmt.Errorf("file store: scan %s: %w", dir, err)
 	}
@@ -470,7 +477,7 @@ func (s *Store) releaseLocked(st *stream) (done []*stream) {
 		if st.refs > 0 {
 			return done
 		}
-		delete(s.dirty, st)
+		s.undirty(st)
 		if s.streams[st.key] == st {
 			delete(s.streams, st.key)
 		}
@@ -484,15 +491,23 @@ func (s *Store) releaseLocked(st *stream) (done []*stream) {
 	return done
 }
 
-// markDirty records that st has bytes to fsync; the caller holds st.mu, never s.mu. Only
-// the first append after each sync takes the store's lock.
+// markDirty records that st has bytes to fsync; the caller holds st.mu and a reference
+// to st. Only the first append after each sync takes a lock, and never the store's.
 func (s *Store) markDirty(st *stream) {
 	if st.dirty.Swap(true) {
 		return
 	}
-	s.mu.Lock()
+	s.dirtyMu.Lock()
 	s.dirty[st] = true
-	s.mu.Unlock()
+	s.dirtyMu.Unlock()
+}
+
+// undirty forgets st's bytes to fsync: its files close, or it is purged. The caller
+// holds s.mu.
+func (s *Store) undirty(st *stream) {
+	s.dirtyMu.Lock()
+	delete(s.dirty, st)
+	s.dirtyMu.Unlock()
 }
 
 func (s *Store) syncLoop() {
@@ -514,26 +529,34 @@ func (s *Store) syncLoop() {
 	}
 }
 
-// syncAll fsyncs every dirty stream, holding a reference on each so that its file stays
-// open, and without holding any lock during the fsync, so publishers never wait for it.
+// syncAll makes every dirty stream durable, holding a reference on each so that its
+// files stay open meanwhile: with syncfs, in one round for all of them.
 func (s *Store) syncAll() error {
 	s.mu.Lock()
+	s.dirtyMu.Lock()
 	var todo []*stream
 	for st := range s.dirty {
 		st.refs++
 		todo = append(todo, st)
 	}
 	clear(s.dirty)
+	s.dirtyMu.Unlock()
 	s.mu.Unlock()
-	var errs []error
+	files := make([]*os.File, 0, 2*len(todo))
 	for _, st := range todo {
-		st.dirty.Store(false) // before the fsync, which covers every write made so far
-		if err := st.sync(); err != nil {
-			errs = append(errs, fmt.Errorf("fsync %s: %w", st.key, err))
-		}
+		st.dirty.Store(false) // before the sync, which covers every write made so far
+		st.mu.Lock()
+		files = append(files, st.unsynced()...)
+		st.mu.Unlock()
+	}
+	err := s.syncer.sync(files...)
+	for _, st := range todo {
 		s.release(st)
 	}
-	return errors.Join(errs...)
+	if err != nil {
+		return fmt.Errorf("sync %d streams: %w", len(todo), err)
+	}
+	return nil
 }
 
 // scan counts the streams on disk that are open (not closed, not deleted), notes those
@@ -581,6 +604,22 @@ func writeFileSync(name string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// writeMarker creates the empty file name in the directory of root, and makes it
+// durable with y.
+func writeMarker(y *syncer, root *os.Root, name string) error {
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return y.sync(f, d)
 }
 
 // writeFileAtomic replaces name with b: a temporary file, fsynced, renamed over it.

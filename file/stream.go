@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +34,9 @@ type stream struct {
 
 	mu      sync.Mutex // serialises writers
 	readers int        // handles that have read: the tail is kept while there are any
+	// closing is set while a close writes the stream's marker without the store's lock:
+	// whoever clears it counts the stream as no longer open. Guarded by store.mu.
+	closing bool
 	snap    atomic.Pointer[tail.Snapshot]
 	journal // the writers' state and its file (writers.go); guarded by mu
 }
@@ -136,32 +138,21 @@ func (st *stream) appendLocked(sn *tail.Snapshot, p []byte) (sluice.Info, error)
 	return next.Info, nil
 }
 
-// sync fsyncs the stream's writers' journal, under st.mu since a write may rewrite it,
-// then its bytes, without, so that publishers need not wait for the fsync.
-func (st *stream) sync() error {
-	st.mu.Lock()
-	err := st.syncJournal()
-	st.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return st.syncData()
-}
-
-// syncData fsyncs the stream's bytes, and tells the store's metrics how long it took.
-func (st *stream) syncData() error {
-	start := time.Now()
-	err := st.f.Sync()
-	st.store.opts.Metrics.Fsynced(time.Since(start))
-	return err
-}
-
-// syncLocked is sync for a caller that holds st.mu, or the last reference.
+// syncLocked makes the stream's writes so far durable; the caller holds st.mu, or the
+// last reference.
 func (st *stream) syncLocked() error {
-	if err := st.syncJournal(); err != nil {
-		return err
+	st.dirty.Store(false)
+	return st.store.syncer.sync(st.unsynced()...)
+}
+
+// unsynced returns the files that may hold writes not yet durable: the journal, if it
+// has new lines, and the data file. The caller holds st.mu, or the last reference.
+func (st *stream) unsynced() []*os.File {
+	var jf *os.File
+	if st.jf != nil && st.jdirty {
+		jf, st.jdirty = st.jf, false
 	}
-	return st.syncData()
+	return []*os.File{jf, st.f}
 }
 
 // verify checks resent bytes against those stored at off, read from the tail or src.
@@ -224,31 +215,51 @@ func (st *stream) closeLocked() (sluice.Info, error) {
 	if err := st.syncLocked(); err != nil {
 		return sn.Info, fmt.Errorf("close %s: fsync: %w", st.key, err)
 	}
-	// The marker is written under the store's lock, as Purge reads it, so that a
-	// concurrent Purge sees the stream either open or closed and counts it once, and
-	// never moves the directory away between the marker and its fsync.
-	st.store.mu.Lock()
-	if st.store.streams[st.key] != st {
-		st.store.mu.Unlock()
-		return sn.Info, fmt.Errorf("close %s: %w", st.key, sluice.ErrNotFound)
-	}
-	if err := writeFileSync(filepath.Join(st.dir, "closed"), nil); err != nil {
-		st.store.mu.Unlock()
+	if err := st.markClosed(); err != nil {
 		return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
 	}
-	if err := syncDir(st.dir); err != nil {
-		st.store.mu.Unlock()
-		return sn.Info, fmt.Errorf("close %s: %w", st.key, err)
-	}
-	if !st.deleted {
-		st.store.open--
-	}
-	st.store.mu.Unlock()
 	next := *sn
 	next.Info.Closed = true
 	tail.Publish(&st.snap, &next)
 	st.store.closes.Add(st.key)
 	return next.Info, nil
+}
+
+// markClosed writes the stream's closed marker and fsyncs it, and counts the stream as
+// closed. The fsyncs are made without the store's lock, which every stream's open and
+// release take: with it, a thousand streams closing at once held every other stream's
+// writers for a second. The marker is written through the directory's handle, taken
+// under the lock while the directory is surely this stream's, so that a Purge that
+// moves it meanwhile cannot have the marker land in a new stream of the same key; and
+// Purge counts a close in flight itself (closedLocked), so the stream is counted once.
+func (st *stream) markClosed() error {
+	s := st.store
+	s.mu.Lock()
+	if s.streams[st.key] != st {
+		s.mu.Unlock()
+		return sluice.ErrNotFound
+	}
+	root, err := os.OpenRoot(st.dir)
+	st.closing = err == nil
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = writeMarker(s.syncer, root, "closed")
+	root.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counted := st.closing
+	st.closing = false
+	switch {
+	case err != nil:
+		return err
+	case s.streams[st.key] != st:
+		return sluice.ErrNotFound // purged meanwhile, which counted it
+	case counted && !st.deleted:
+		s.open--
+	}
+	return nil
 }
 
 // startReading turns on the tail for the first reader: it is empty at the current

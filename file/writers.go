@@ -152,15 +152,6 @@ func (st *stream) rewriteJournal() error {
 	return nil
 }
 
-// syncJournal fsyncs the journal's new lines.
-func (st *stream) syncJournal() error {
-	if st.jf == nil || !st.jdirty {
-		return nil
-	}
-	st.jdirty = false
-	return st.jf.Sync()
-}
-
 func (st *stream) closeJournal() {
 	if st.jf != nil {
 		st.jf.Close()
