@@ -225,8 +225,8 @@ func (st *stream) closeLocked() (sluice.Info, error) {
 	return next.Info, nil
 }
 
-// markClosed writes the stream's closed marker and fsyncs it, and counts the stream as
-// closed. The fsyncs are made without the store's lock, which every stream's open and
+// markClosed writes the stream's closed marker and syncs it, and counts the stream as
+// closed. The syncs are made without the store's lock, which every stream's open and
 // release take: with it, a thousand streams closing at once held every other stream's
 // writers for a second. The marker is written through the directory's handle, taken
 // under the lock while the directory is surely this stream's, so that a Purge that

@@ -67,7 +67,7 @@ func (m *Archiver) Succeeded(size int64, took time.Duration) {
 // Queued sets the length of the queue.
 func (m *Archiver) Queued(n int) { m.queue.Set(float64(n)) }
 
-// Store counts a file store's fsyncs: sluice_fsync_seconds.
+// Store counts a file store's fsyncs (and syncfs calls): sluice_fsync_seconds.
 type Store struct {
 	fsync prometheus.Histogram
 }
@@ -75,7 +75,7 @@ type Store struct {
 // NewStore returns a store's metrics, registered on reg.
 func NewStore(reg prometheus.Registerer) *Store {
 	m := &Store{fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "sluice_fsync_seconds", Help: "Time to fsync a stream's bytes.",
+		Name: "sluice_fsync_seconds", Help: "Time of each fsync, or syncfs of the data directory, of the streams' writes.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	})}
 	reg.MustRegister(m.fsync)
