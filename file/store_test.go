@@ -958,25 +958,7 @@ func TestCrashLeftovers(t *testing.T) {
 func TestClosePurgeRace(t *testing.T) {
 	const n = 64
 	s := openStore(t, t.TempDir(), Options{MaxOpenStreams: n})
-	handles := make([]sluice.Stream, n)
-	for i := range n {
-		create(t, s, fmt.Sprint("cp/", i))
-		handles[i] = open(t, s, fmt.Sprint("cp/", i))
-	}
-	var wg sync.WaitGroup
-	for i, h := range handles {
-		wg.Go(func() {
-			if _, err := h.Close(ctx); err != nil && !errors.Is(err, sluice.ErrNotFound) {
-				t.Errorf("Close racing Purge: %v; want nil or ErrNotFound", err)
-			}
-		})
-		wg.Go(func() {
-			if err := s.Purge(ctx, fmt.Sprint("cp/", i)); err != nil {
-				t.Errorf("Purge racing Close: %v", err)
-			}
-		})
-	}
-	wg.Wait()
+	raceClosePurge(t, s, "cp/", n, nil)
 	if got := s.OpenStreams(); got != 0 {
 		t.Fatalf("OpenStreams after closing and purging every stream = %d; want 0", got)
 	}
@@ -994,43 +976,50 @@ func TestClosePurgeRace(t *testing.T) {
 func TestClosePurgeRecreate(t *testing.T) {
 	const n = 64
 	s := openStore(t, t.TempDir(), Options{})
+	raceClosePurge(t, s, "cr/", n, func(key string) {
+		if _, _, err := s.Create(ctx, key, sluice.CreateOptions{}); err != nil {
+			t.Errorf("Create after Purge: %v", err)
+		}
+	})
+	if got := s.OpenStreams(); got != n {
+		t.Fatalf("OpenStreams with %d recreated streams = %d; want %d", n, got, n)
+	}
+	for i := range n {
+		key := fmt.Sprint("cr/", i)
+		if info := open(t, s, key).Info(); info.Length != 0 || info.Closed {
+			t.Fatalf("recreated stream %d: Info = %+v; want empty and open", i, info)
+		}
+		if exists(filepath.Join(s.streamDir(key), "closed")) {
+			t.Fatalf("recreated stream %d has the old stream's closed marker", i)
+		}
+	}
+}
+
+// raceClosePurge creates n streams named prefix+i, then closes each while it purges it,
+// calling then (if not nil) with each key once its purge is done.
+func raceClosePurge(t *testing.T, s *Store, prefix string, n int, then func(key string)) {
 	handles := make([]sluice.Stream, n)
 	for i := range n {
-		create(t, s, fmt.Sprint("cr/", i))
-		handles[i] = open(t, s, fmt.Sprint("cr/", i))
+		create(t, s, fmt.Sprint(prefix, i))
+		handles[i] = open(t, s, fmt.Sprint(prefix, i))
 	}
 	var wg sync.WaitGroup
 	for i, h := range handles {
+		key := fmt.Sprint(prefix, i)
 		wg.Go(func() {
 			if _, err := h.Close(ctx); err != nil && !errors.Is(err, sluice.ErrNotFound) {
 				t.Errorf("Close racing Purge: %v; want nil or ErrNotFound", err)
 			}
 		})
 		wg.Go(func() {
-			if err := s.Purge(ctx, fmt.Sprint("cr/", i)); err != nil {
+			if err := s.Purge(ctx, key); err != nil {
 				t.Errorf("Purge racing Close: %v", err)
-				return
-			}
-			if _, _, err := s.Create(ctx, fmt.Sprint("cr/", i), sluice.CreateOptions{}); err != nil {
-				t.Errorf("Create after Purge: %v", err)
+			} else if then != nil {
+				then(key)
 			}
 		})
 	}
 	wg.Wait()
-	for _, h := range handles {
-		h.Release()
-	}
-	if got := s.OpenStreams(); got != n {
-		t.Fatalf("OpenStreams with %d recreated streams = %d; want %d", n, got, n)
-	}
-	for i := range n {
-		if info := open(t, s, fmt.Sprint("cr/", i)).Info(); info.Length != 0 || info.Closed {
-			t.Fatalf("recreated stream %d: Info = %+v; want empty and open", i, info)
-		}
-		if exists(filepath.Join(s.streamDir(fmt.Sprint("cr/", i)), "closed")) {
-			t.Fatalf("recreated stream %d has the old stream's closed marker", i)
-		}
-	}
 }
 
 // TestWritesDoNotWaitForTheStoreLock proves that an append to an open stream takes no
