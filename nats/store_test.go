@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice"
@@ -126,8 +127,13 @@ func TestCreateOpenPurgeVersion(t *testing.T) {
 // when the stream changes after it"), and that followers cost JetStream nothing: an
 // instance has one consumer, however many streams and followers it serves.
 func TestFollowAcrossInstances(t *testing.T) {
-	pub, sub := newStore(t, shared, Options{}), newStore(t, shared, Options{})
-	before := consumers(t, sub)
+	// Names of its own: the count is of every consumer of the JetStream stream, and
+	// another test's instance recreating its ordered consumer adds one for a while.
+	opts := ownNames(t, "follow")
+	pub, sub := newStore(t, shared, opts), newStore(t, shared, opts)
+	if n := consumers(t, sub); n != 2 {
+		t.Fatalf("%d JetStream consumers with two instances open, want one each", n)
+	}
 	key := newKey(t)
 	create(t, pub, key)
 	hp := open(t, pub, key)
@@ -142,8 +148,8 @@ func TestFollowAcrossInstances(t *testing.T) {
 	other := newKey(t)
 	create(t, pub, other)
 	open(t, sub, other).Read(context.Background(), nil, 0)
-	if n := consumers(t, sub); n != before {
-		t.Errorf("%d JetStream consumers with 6 followers of 2 streams on one instance, %d before: want no more", n, before)
+	if n := consumers(t, sub); n != 2 {
+		t.Errorf("%d JetStream consumers with 6 followers of 2 streams on one instance, want 2 (one per instance)", n)
 	}
 	for off := 0; off < len(want); off += 1000 {
 		mustAppend(t, hp, int64(off), want[off:min(off+1000, len(want))])
@@ -157,6 +163,31 @@ func TestFollowAcrossInstances(t *testing.T) {
 			t.Errorf("follower %d got %d bytes, want %d identical", i, len(g), len(want))
 		}
 	}
+}
+
+// ownNames returns Options naming a JetStream stream, subjects and bucket no other
+// test uses, deleted at test end, for tests that count what the whole stream holds.
+func ownNames(t *testing.T, name string) Options {
+	t.Helper()
+	n := rand.IntN(1 << 30)
+	opts := Options{
+		Stream: fmt.Sprintf("%s_%d", strings.ToUpper(name), n),
+		Prefix: fmt.Sprintf("%s%d.data", name, n),
+		Bucket: fmt.Sprintf("%s_%d", name, n),
+	}
+	t.Cleanup(func() {
+		nc, err := nats.Connect(shared.URLs())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		js.DeleteStream(ctx, opts.Stream)
+		js.DeleteStream(ctx, opts.Stream+"_OPEN")
+		js.DeleteKeyValue(ctx, opts.Bucket)
+	})
+	return opts
 }
 
 // consumers counts the consumers of the store's JetStream stream.
@@ -302,17 +333,9 @@ func TestBucketDirectGetsOff(t *testing.T) {
 // through either instance frees a place.
 func TestMaxOpenStreams(t *testing.T) {
 	// Names of its own: the limit counts every open stream in the JetStream stream.
-	n := rand.IntN(1 << 30)
-	opts := Options{
-		Stream: fmt.Sprintf("LIMIT_%d", n), Prefix: fmt.Sprintf("limit%d.data", n),
-		Bucket: fmt.Sprintf("limit_%d", n), MaxOpenStreams: 2,
-	}
+	opts := ownNames(t, "limit")
+	opts.MaxOpenStreams = 2
 	a, b := newStore(t, shared, opts), newStore(t, shared, opts)
-	t.Cleanup(func() {
-		a.js.DeleteStream(ctx, opts.Stream)
-		a.js.DeleteStream(ctx, opts.Stream+"_OPEN")
-		a.js.DeleteKeyValue(ctx, opts.Bucket)
-	})
 	create(t, a, "one")
 	create(t, b, "two")
 	if na, nb := a.OpenStreams(), b.OpenStreams(); na != 2 || nb != 2 {
