@@ -131,7 +131,8 @@ func TestFollowAcrossInstances(t *testing.T) {
 	// another test's instance recreating its ordered consumer adds one for a while.
 	opts := ownNames(t, "follow")
 	pub, sub := newStore(t, shared, opts), newStore(t, shared, opts)
-	if n := consumers(t, sub); n != 2 {
+	// The cluster's count lags a consumer's creation: wait for the instances' two.
+	if n := consumers(t, sub, 2); n != 2 {
 		t.Fatalf("%d JetStream consumers with two instances open, want one each", n)
 	}
 	key := newKey(t)
@@ -148,9 +149,6 @@ func TestFollowAcrossInstances(t *testing.T) {
 	other := newKey(t)
 	create(t, pub, other)
 	open(t, sub, other).Read(context.Background(), nil, 0)
-	if n := consumers(t, sub); n != 2 {
-		t.Errorf("%d JetStream consumers with 6 followers of 2 streams on one instance, want 2 (one per instance)", n)
-	}
 	for off := 0; off < len(want); off += 1000 {
 		mustAppend(t, hp, int64(off), want[off:min(off+1000, len(want))])
 	}
@@ -162,6 +160,11 @@ func TestFollowAcrossInstances(t *testing.T) {
 		if !bytes.Equal(g, want) {
 			t.Errorf("follower %d got %d bytes, want %d identical", i, len(g), len(want))
 		}
+	}
+	// Counted once the followers have their bytes: a consumer made for them would be
+	// older than that.
+	if n := consumers(t, sub, 0); n != 2 {
+		t.Errorf("%d JetStream consumers with 6 followers of 2 streams on one instance, want 2 (one per instance)", n)
 	}
 }
 
@@ -190,14 +193,21 @@ func ownNames(t *testing.T, name string) Options {
 	return opts
 }
 
-// consumers counts the consumers of the store's JetStream stream.
-func consumers(t *testing.T, s *Store) int {
+// consumers counts the consumers of the store's JetStream stream, once the count
+// reaches atLeast (or failAfter has passed).
+func consumers(t *testing.T, s *Store, atLeast int) int {
 	t.Helper()
-	info, err := s.js1.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(failAfter)
+	for {
+		info, err := s.js1.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.State.Consumers; n >= atLeast || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return info.State.Consumers
 }
 
 // TestRacingWriters proves "two instances receiving publishes for the same key ... must
