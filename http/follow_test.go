@@ -1361,7 +1361,8 @@ func TestWebSocketChatter(t *testing.T) {
 
 // TestWebSocketDropped proves Shutdown for WebSocket followers (a close frame telling the
 // client to reconnect: 1012 service restart) and a purge (4404, since a reconnect would
-// subGet 404); neither is the end (1000 "end").
+// subGet 404); neither is the end (1000 "end"). A purge wakes the followers and ends them
+// too (Fanout.End): each of twenty gets 4404 whichever it sees first.
 func TestWebSocketDropped(t *testing.T) {
 	for _, tc := range []struct {
 		how  string
@@ -1374,18 +1375,24 @@ func TestWebSocketDropped(t *testing.T) {
 			ts := newTestServer(t, Config{}, file.Options{})
 			ctx := subCtx(t)
 			subPublish(t, ts, "d", 0, []byte("some bytes"), false)
-			c, _ := subDial(t, ctx, ts, "d", "", nil)
-			if _, err := subReadWSN(ctx, c, 10); err != nil {
-				t.Fatal(err)
+			var cs []*websocket.Conn
+			for range 20 {
+				c, _ := subDial(t, ctx, ts, "d", "", nil)
+				if _, err := subReadWSN(ctx, c, 10); err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
 			}
 			if tc.how == "purge" {
 				subPurge(t, ts, "d")
 			} else {
 				ts.Drain()
 			}
-			data, err := subReadWS(ctx, c)
-			if websocket.CloseStatus(err) != tc.code || len(data) != 0 {
-				t.Fatalf("after %s: data %q, ended with %v; want close code %d", tc.how, data, err, tc.code)
+			for i, c := range cs {
+				data, err := subReadWS(ctx, c)
+				if websocket.CloseStatus(err) != tc.code || len(data) != 0 {
+					t.Errorf("follower %d after %s: data %q, ended with %v; want close code %d", i, tc.how, data, err, tc.code)
+				}
 			}
 		})
 	}

@@ -89,7 +89,7 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 			}
 		case <-m.ended:
 			f.turns.leave(m.key, tn)
-			return OutcomeEnded, off
+			return endedBy(ctx, st, off), off
 		case <-ctx.Done():
 			f.turns.leave(m.key, tn)
 			return OutcomeGone, off
@@ -105,6 +105,8 @@ func (f *Fanout) step(ctx context.Context, m *Member, st sluice.Stream, t Transp
 	switch {
 	case errors.Is(err, sluice.ErrNotFound):
 		return OutcomePurged, next, nil, true
+	case errors.Is(err, errEnded):
+		return endedBy(ctx, st, next), next, nil, true
 	case err != nil:
 		return f.failed(m, err), next, nil, true
 	case info.Closed && next >= info.Length:
@@ -118,14 +120,22 @@ func (f *Fanout) step(ctx context.Context, m *Member, st sluice.Stream, t Transp
 // failed tells why a catch-up failed with err.
 func (f *Fanout) failed(m *Member, err error) Outcome {
 	switch {
-	case errors.Is(err, errEnded):
-		return OutcomeEnded
 	case f.drain.Err() != nil:
 		return OutcomeDrained
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return OutcomeStalled
 	}
 	return OutcomeGone
+}
+
+// endedBy tells why End ended a follower at off: a purge ends the followers at once
+// (OutcomePurged, as if they had read it), whichever of the End and the purge's wake-up
+// they see first; anything else is OutcomeEnded.
+func endedBy(ctx context.Context, st sluice.Stream, off int64) Outcome {
+	if _, _, _, err := st.Read(ctx, nil, off); errors.Is(err, sluice.ErrNotFound) {
+		return OutcomePurged
+	}
+	return OutcomeEnded
 }
 
 // errEnded stops a catch-up whose member was ended.
