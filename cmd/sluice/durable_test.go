@@ -124,7 +124,7 @@ func TestKill9IdempotentProducer(t *testing.T) {
 // srv among its appends, and goes on through the server restart returns.
 func killedProducer(t *testing.T, srv *proc, restart func() string) {
 	c := newClient(t)
-	c.Timeout = 5 * time.Second
+	c.Timeout = 5 * time.Second // an append to the killed server fails soon
 	path := "/v1/stream/kill/producer"
 	if r := do(t, c, http.MethodPut, srv.url+path, nil, "Content-Type", "text/plain"); r.status != http.StatusCreated {
 		t.Fatalf("create: %d %s", r.status, r.body)
@@ -174,7 +174,9 @@ func killedProducer(t *testing.T, srv *proc, restart func() string) {
 	if !restarted {
 		t.Fatal("the server was never killed")
 	}
-	r := do(t, c, http.MethodGet, base+path+"?offset=-1", nil)
+	// Read with newClient's own timeout: in cluster mode, a read of the whole stream is
+	// one JetStream request per stored append, 3,000 of them (3 s here with -race).
+	r := do(t, newClient(t), http.MethodGet, base+path+"?offset=-1", nil)
 	var want bytes.Buffer
 	for i := range n {
 		want.Write(record(i))
