@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,6 +106,34 @@ func BenchmarkRead(b *testing.B) {
 					off = c.from
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkCreate measures creating streams: one at a time ("serial"), and 64 at once
+// ("parallel64"), as when a burst of builds starts; each create is durable before it
+// returns.
+func BenchmarkCreate(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		p    int
+	}{{"serial", 0}, {"parallel64", 64}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := openStore(b, b.TempDir(), Options{SyncInterval: time.Second})
+			var n atomic.Int64
+			b.ReportAllocs()
+			if c.p == 0 {
+				for b.Loop() {
+					create(b, s, fmt.Sprint("bench/", n.Add(1)))
+				}
+				return
+			}
+			b.SetParallelism(c.p)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					create(b, s, fmt.Sprint("bench/", n.Add(1)))
+				}
+			})
 		})
 	}
 }
