@@ -61,33 +61,38 @@ func (s *Store) LiveClosed(ctx context.Context) ([]sluice.LiveClosed, error) {
 }
 
 // MarkArchived writes the stream's archived marker, if the stream is closed and of the
-// record's version.
+// record's version. As a close's marker, it is written and synced without the store's
+// lock, through the directory's handle taken under it (markClosed).
 func (s *Store) MarkArchived(ctx context.Context, key string, rec sluice.ArchiveRecord) error {
+	root, err := s.closedRoot(key, rec.Version)
+	if err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	defer root.Close()
+	b, _ := json.Marshal(rec)
+	if err := replaceIn(s.syncer, root, "archived", b); err != nil {
+		return fmt.Errorf("mark %s archived: %w", key, err)
+	}
+	return nil
+}
+
+// closedRoot opens the directory of the stream of key, which must be closed and of
+// version.
+func (s *Store) closedRoot(key, version string) (*os.Root, error) {
 	dir := s.streamDir(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := readMeta(dir)
-	if errors.Is(err, fs.ErrNotExist) || err == nil && m.Version != rec.Version {
-		return fmt.Errorf("mark %s archived: %w", key, sluice.ErrNotFound)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && m.Version != version {
+		return nil, sluice.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("mark %s archived: %w", key, err)
+		return nil, err
 	}
 	if !exists(filepath.Join(dir, "closed")) {
-		return fmt.Errorf("mark %s archived: not closed", key)
+		return nil, errors.New("not closed")
 	}
-	b, _ := json.Marshal(rec)
-	tmp := filepath.Join(dir, "archived.tmp")
-	if err := writeFileSync(tmp, b); err != nil {
-		return fmt.Errorf("mark %s archived: %w", key, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "archived")); err != nil {
-		return fmt.Errorf("mark %s archived: %w", key, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("mark %s archived: %w", key, err)
-	}
-	return nil
+	return os.OpenRoot(dir)
 }
 
 // Archived returns the stream's archive record, or nil if it is not archived.
@@ -109,6 +114,18 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 		return fmt.Errorf("remove live copy of %s: the store has no archive to read it from", key)
 	}
 	dir := s.streamDir(key)
+	if err := s.removeLive(key, version, dir); err != nil {
+		return err
+	}
+	if err := s.syncEntries(dir); err != nil && !errors.Is(err, fs.ErrNotExist) { // purged meanwhile
+		return fmt.Errorf("remove live copy of %s: %w", key, err)
+	}
+	return nil
+}
+
+// removeLive deletes the data file in dir, the directory of the stream of key, if the
+// stream is of version and archived.
+func (s *Store) removeLive(key, version, dir string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := readMeta(dir)
@@ -127,7 +144,7 @@ func (s *Store) RemoveLive(ctx context.Context, key, version string) error {
 	if err := os.Remove(filepath.Join(dir, "data")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove live copy of %s: %w", key, err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // loadArchived completes the state of a closed stream whose data file is gone: it is

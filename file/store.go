@@ -104,10 +104,11 @@ type Store struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	streams  map[string]*stream // streams with live handles, by key
-	open     int                // streams on disk that are not closed
-	expiring map[string]bool    // keys of streams that have a TTL or an expiry
-	purging  map[string]bool    // keys of streams being purged: they cannot be forked
+	streams  map[string]*stream       // streams with live handles, by key
+	open     int                      // streams on disk that are not closed
+	expiring map[string]bool          // keys of streams that have a TTL or an expiry
+	purging  map[string]bool          // keys of streams being purged: they cannot be forked
+	creating map[string]chan struct{} // keys being created, each closed when its create ends
 
 	// dirty holds the streams with bytes not yet fsynced. It has a lock of its own, taken
 	// after mu when both are, so that an append never waits for the store's lock.
@@ -148,6 +149,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		dirty:    make(map[*stream]bool),
 		expiring: make(map[string]bool),
 		purging:  make(map[string]bool),
+		creating: make(map[string]chan struct{}),
 		stop:     make(chan struct{}),
 	}
 	for _, d := range []string{s.path("streams"), s.path("trash")} {
@@ -216,12 +218,51 @@ type meta struct {
 // file, its first bytes and its closed marker, or not at all. A stream past its expiry
 // is deleted first, as if it were not there. A fork's source must exist, not be
 // deleted, and be of the version the fork names; it counts the fork among its readers
-// (refs) in the same step.
+// (refs) in the same step. The directory is written and made durable without the
+// store's lock, the key reserved meanwhile (creating), so that a burst of creates
+// shares its syncs and holds no open, release or append of another stream.
 func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOptions) (sluice.Info, bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	info, reserved, err := s.reserve(ctx, key, opts)
+	s.mu.Unlock()
+	if !reserved {
+		return info, false, err
+	}
+	m := meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4), Config: opts.Config, Created: time.Now()}
+	tmp, err := s.writeDir(m, opts)
 	dir := s.streamDir(key)
-	if exists(dir) {
+	s.mu.Lock()
+	if err == nil {
+		err = s.placeLocked(tmp, dir, opts.Config.Fork)
+	}
+	s.createdLocked(key, opts, err)
+	s.mu.Unlock()
+	if err == nil {
+		err = s.syncEntries(filepath.Dir(dir))
+	}
+	if err != nil {
+		return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	}
+	return sluice.Info{Length: base(opts.Config) + int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}, true, nil
+}
+
+// reserve checks that key can be created and reserves it, counted among the open
+// streams if it is one, once no other create of it is in flight. Else it returns the
+// Info of the stream of key that exists already, or why key cannot be created. The
+// caller holds s.mu, which reserve lets go while it waits.
+func (s *Store) reserve(ctx context.Context, key string, opts sluice.CreateOptions) (existing sluice.Info, reserved bool, err error) {
+	for s.creating[key] != nil {
+		done := s.creating[key]
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, ctx.Err())
+		}
+		s.mu.Lock()
+	}
+	if exists(s.streamDir(key)) {
 		info, err := s.existing(key)
 		if errors.Is(err, errExpired) {
 			err = s.expireLocked(key)
@@ -244,26 +285,31 @@ func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOption
 			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
 		}
 	}
-	m := meta{Key: key, Version: strconv.FormatInt(time.Now().UnixNano(), 36) + randHex(4), Config: opts.Config, Created: time.Now()}
-	if err := s.makeDir(dir, m, opts); err != nil {
-		return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	s.creating[key] = make(chan struct{})
+	if !opts.Closed {
+		s.open++
 	}
-	if f := opts.Config.Fork; f != nil {
-		if err := s.addRef(f.Source, 1); err != nil {
-			os.RemoveAll(dir)
-			return sluice.Info{}, false, fmt.Errorf("create %s: %w", key, err)
+	return sluice.Info{}, true, nil
+}
+
+// createdLocked ends the reservation of key: the stream is counted, or, after err,
+// uncounted. The caller holds s.mu.
+func (s *Store) createdLocked(key string, opts sluice.CreateOptions, err error) {
+	close(s.creating[key])
+	delete(s.creating, key)
+	if err != nil {
+		if !opts.Closed {
+			s.open--
 		}
+		return
 	}
 	s.diskBytes.Add(int64(len(opts.Data)))
 	if opts.Closed {
 		s.closes.Add(key)
-	} else {
-		s.open++
 	}
 	if expires(opts.Config) {
 		s.expiring[key] = true
 	}
-	return sluice.Info{Length: base(opts.Config) + int64(len(opts.Data)), Closed: opts.Closed, Version: m.Version, Config: opts.Config}, true, nil
 }
 
 // base is the offset of a stream's first own byte: a fork's base, else 0.
@@ -274,36 +320,74 @@ func base(c sluice.Config) int64 {
 	return 0
 }
 
-// makeDir writes a new stream's directory in the trash, fsynced, and renames it into
-// place at dir.
-func (s *Store) makeDir(dir string, m meta, opts sluice.CreateOptions) error {
+// writeDir writes a new stream's directory in the trash and makes it durable, for
+// placeLocked to rename into place.
+func (s *Store) writeDir(m meta, opts sluice.CreateOptions) (string, error) {
 	tmp, err := os.MkdirTemp(s.path("trash"), "new-")
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
 	b, _ := json.Marshal(m)
-	if err := writeFileSync(filepath.Join(tmp, "meta.json"), b); err != nil {
-		return err
-	}
-	if err := writeFileSync(filepath.Join(tmp, "data"), opts.Data); err != nil {
-		return err
-	}
+	names, bodies := []string{"meta.json", "data"}, [][]byte{b, opts.Data}
 	if opts.Closed {
-		if err := writeFileSync(filepath.Join(tmp, "closed"), nil); err != nil {
-			return err
+		names, bodies = append(names, "closed"), append(bodies, nil)
+	}
+	var written []*os.File
+	defer func() {
+		for _, f := range written {
+			f.Close()
+		}
+	}()
+	for i, name := range names {
+		f, err := os.OpenFile(filepath.Join(tmp, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			written = append(written, f)
+			_, err = f.Write(bodies[i])
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return "", err
 		}
 	}
-	if err := syncDir(tmp); err != nil {
-		return err
+	d, err := os.Open(tmp)
+	if err == nil {
+		written = append(written, d)
+		err = s.syncer.sync(written...)
 	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// placeLocked renames the directory that writeDir wrote to dir, and counts a fork among
+// its source's readers. The caller holds s.mu.
+func (s *Store) placeLocked(tmp, dir string, fork *sluice.Fork) error {
+	defer os.RemoveAll(tmp) // a no-op once renamed
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
+	if fork != nil {
+		if err := s.addRef(fork.Source, 1); err != nil {
+			os.RemoveAll(dir)
+			return err
+		}
+	}
+	return nil
+}
+
+// syncEntries makes the entries of the directory dir durable, with the syncer.
+func (s *Store) syncEntries(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return s.syncer.sync(d)
 }
 
 // existing returns the Info of a stream that exists: errExpired (with its Info) past
@@ -620,6 +704,32 @@ func writeMarker(y *syncer, root *os.Root, name string) error {
 	}
 	defer d.Close()
 	return y.sync(f, d)
+}
+
+// replaceIn replaces the file name in the directory of root with b, atomically (a
+// temporary file renamed over it), and makes it durable with y.
+func replaceIn(y *syncer, root *os.Root, name string, b []byte) error {
+	tmp := name + ".tmp"
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	if err := y.sync(f); err != nil {
+		return err
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		return err
+	}
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return y.sync(d)
 }
 
 // writeFileAtomic replaces name with b: a temporary file, fsynced, renamed over it.

@@ -1059,6 +1059,157 @@ func TestWritesDoNotWaitForTheStoreLock(t *testing.T) {
 	}
 }
 
+// TestSyncsWithoutTheStoreLock proves that a create, a mark of an archive and a removal
+// of an archived stream's live copy make their writes durable without the store's lock:
+// while each one's sync is held (a fake syncfs that waits), another stream is opened,
+// appended to and released, and a stream being created is not there yet. Before, they
+// held the lock across their fsyncs (a create across four), so a burst of creates held
+// every open and release of the store.
+func TestSyncsWithoutTheStoreLock(t *testing.T) {
+	var version string // of the closed stream "sync/closed"
+	for _, tc := range []struct {
+		name   string
+		rounds int // syncs the operation makes
+		op     func(s *Store) error
+		check  func(t *testing.T, s *Store)
+	}{
+		{"create", 2, func(s *Store) error {
+			_, _, err := s.Create(ctx, "sync/new", sluice.CreateOptions{Data: []byte("first\n")})
+			return err
+		}, func(t *testing.T, s *Store) {
+			if got := contents(t, s, "sync/new"); string(got) != "first\n" {
+				t.Fatalf("created stream holds %q", got)
+			}
+		}},
+		{"mark archived", 2, func(s *Store) error {
+			return s.MarkArchived(ctx, "sync/closed", sluice.ArchiveRecord{Version: version, Size: 6})
+		}, func(t *testing.T, s *Store) {
+			if rec, err := s.Archived(ctx, "sync/closed"); err != nil || rec == nil || rec.Size != 6 {
+				t.Fatalf("Archived = %+v, %v; want the record", rec, err)
+			}
+		}},
+		{"remove live", 1, func(s *Store) error {
+			return s.RemoveLive(ctx, "sync/closed", version)
+		}, func(t *testing.T, s *Store) {
+			if _, err := os.Stat(filepath.Join(s.streamDir("sync/closed"), "data")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("live copy after RemoveLive: %v", err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := OpenArchive(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := openStore(t, t.TempDir(), Options{SyncInterval: time.Hour, Archive: a})
+			create(t, s, "sync/old")
+			info, _, err := s.Create(ctx, "sync/closed", sluice.CreateOptions{Data: []byte("bytes\n"), Closed: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			version = info.Version
+			if tc.name == "remove live" {
+				if err := s.MarkArchived(ctx, "sync/closed", sluice.ArchiveRecord{Version: version, Size: 6}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			whileSyncHeld(t, s, tc.rounds, func() error { return tc.op(s) })
+			tc.check(t, s)
+		})
+	}
+}
+
+// whileSyncHeld runs op with s's syncs held, one round of rounds at a time, and checks
+// that another stream is opened, appended to and released meanwhile.
+func whileSyncHeld(t *testing.T, s *Store, rounds int, op func() error) {
+	t.Helper()
+	f := newFakeSyncfs()
+	s.syncer.whole, s.syncer.fs = true, f.syncfs
+	t.Cleanup(func() { s.syncer.fs = syncfs }) // after a failure, for the store's Close
+	opDone := make(chan error, 1)
+	go func() { opDone <- op() }()
+	select {
+	case <-f.entered:
+	case err := <-opDone:
+		t.Fatalf("returned (%v) without syncing through the store's syncer", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Opened and released twice: the last release would fsync what was appended.
+		h, err := s.Open(ctx, "sync/old")
+		if err == nil {
+			t.Cleanup(h.Release)
+			_, err = h.Append(ctx, h.Info().Length, []byte("meanwhile\n"))
+		}
+		if h2, oerr := s.Open(ctx, "sync/old"); oerr == nil {
+			h2.Release()
+		}
+		if _, oerr := s.Open(ctx, "sync/new"); !errors.Is(oerr, sluice.ErrNotFound) {
+			err = errors.Join(err, fmt.Errorf("open of a key being created: %v, want ErrNotFound", oerr))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(failAfter):
+		t.Error("another stream's open, append and release waited for the sync")
+	}
+	f.release <- nil
+	for range rounds - 1 {
+		<-f.entered
+		f.release <- nil
+	}
+	if err := <-opDone; err != nil {
+		t.Fatal(err)
+	}
+	s.syncer.fs = syncfs // for the releases to come
+}
+
+// TestConcurrentCreates proves that creates of one key at once make one stream: one
+// reports it created, the others find it, with the same version.
+func TestConcurrentCreates(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{MaxOpenStreams: 1})
+	const n = 16
+	type result struct {
+		info    sluice.Info
+		created bool
+		err     error
+	}
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			info, created, err := s.Create(ctx, "same", sluice.CreateOptions{})
+			results <- result{info, created, err}
+		}()
+	}
+	var versions []string
+	made := 0
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("Create: %v", r.err)
+		}
+		if r.created {
+			made++
+		}
+		versions = append(versions, r.info.Version)
+	}
+	if made != 1 {
+		t.Fatalf("%d of %d creates of one key made it; want 1", made, n)
+	}
+	for _, v := range versions {
+		if v != versions[0] {
+			t.Fatalf("versions %q; want one", versions)
+		}
+	}
+	if got := s.OpenStreams(); got != 1 {
+		t.Fatalf("OpenStreams = %d; want 1", got)
+	}
+}
+
 // TestHandleConcurrentUse proves "A handle is safe for concurrent use": goroutines
 // appending, reading and asking for Info through one handle all see the right bytes
 // (with -race, without a data race), and once it is released the stream keeps no tail
