@@ -404,15 +404,17 @@ func (st *stream) putAll(ctx context.Context, last uint64, off int64, p []byte, 
 
 // batch is an atomic batch being published.
 type batch struct {
-	st  *stream
-	id  string
-	n   int
-	ack uint64 // the stream sequence of the last message, once committed
+	st    *stream
+	id    string
+	n     int
+	bytes int    // published so far
+	ack   uint64 // the stream sequence of the last message, once committed
 }
 
 // add publishes msg as the batch's next message, and commits the batch with it if last.
 func (b *batch) add(ctx context.Context, msg *nats.Msg, last bool) error {
 	b.n++
+	b.bytes += len(msg.Data)
 	msg.Header.Set("Nats-Batch-Id", b.id)
 	msg.Header.Set("Nats-Batch-Sequence", strconv.Itoa(b.n))
 	if !last {
@@ -420,14 +422,16 @@ func (b *batch) add(ctx context.Context, msg *nats.Msg, last bool) error {
 	}
 	msg.Header.Set("Nats-Batch-Commit", "1")
 	var err error
-	b.ack, err = b.st.commitBatch(ctx, msg)
+	b.ack, err = b.st.commitBatch(ctx, msg, b.bytes)
 	return err
 }
 
-// commitBatch sends the last message of an atomic batch and returns the stream
-// sequence JetStream acknowledged it with.
-func (st *stream) commitBatch(ctx context.Context, msg *nats.Msg) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, st.store.opts.RequestTimeout)
+// commitBatch sends the last message of an atomic batch of size bytes and returns the
+// stream sequence JetStream acknowledged it with. JetStream answers once it has stored
+// and replicated the whole batch, so the wait allows RequestTimeout and a second a MiB:
+// a 10 MiB batch took more than 2 s on a busy machine, and failed.
+func (st *stream) commitBatch(ctx context.Context, msg *nats.Msg, size int) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.store.opts.RequestTimeout+time.Duration(size)*time.Second/(1<<20))
 	defer cancel()
 	resp, err := st.store.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
