@@ -251,8 +251,7 @@ func (s *Store) Create(ctx context.Context, key string, opts sluice.CreateOption
 // Info of the stream of key that exists already, or why key cannot be created. The
 // caller holds s.mu, which reserve lets go while it waits.
 func (s *Store) reserve(ctx context.Context, key string, opts sluice.CreateOptions) (existing sluice.Info, reserved bool, err error) {
-	for s.creating[key] != nil {
-		done := s.creating[key]
+	for done := s.creating[key]; done != nil; done = s.creating[key] {
 		s.mu.Unlock()
 		select {
 		case <-done:
@@ -364,11 +363,12 @@ func (s *Store) writeDir(m meta, opts sluice.CreateOptions) (string, error) {
 // placeLocked renames the directory that writeDir wrote to dir, and counts a fork among
 // its source's readers. The caller holds s.mu.
 func (s *Store) placeLocked(tmp, dir string, fork *sluice.Fork) error {
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
+	err := os.MkdirAll(filepath.Dir(dir), 0o755)
+	if err == nil {
+		err = os.Rename(tmp, dir)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err != nil {
+		os.RemoveAll(tmp)
 		return err
 	}
 	if fork != nil {

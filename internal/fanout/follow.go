@@ -85,7 +85,7 @@ func (f *Fanout) Follow(ctx context.Context, m *Member, st sluice.Stream, t Tran
 		case <-owed:
 			f.turns.leave(m.key, tn)
 			if err := a.Answer(); err != nil {
-				return f.failed(m, err), off
+				return f.failed(err), off
 			}
 		case <-m.ended:
 			f.turns.leave(m.key, tn)
@@ -108,7 +108,7 @@ func (f *Fanout) step(ctx context.Context, m *Member, st sluice.Stream, t Transp
 	case errors.Is(err, errEnded):
 		return endedBy(ctx, st, next), next, nil, true
 	case err != nil:
-		return f.failed(m, err), next, nil, true
+		return f.failed(err), next, nil, true
 	case info.Closed && next >= info.Length:
 		return OutcomeClosed, next, nil, true
 	case end >= 0 && next >= end, !follow && next >= info.Length:
@@ -118,7 +118,7 @@ func (f *Fanout) step(ctx context.Context, m *Member, st sluice.Stream, t Transp
 }
 
 // failed tells why a catch-up failed with err.
-func (f *Fanout) failed(m *Member, err error) Outcome {
+func (f *Fanout) failed(err error) Outcome {
 	switch {
 	case f.drain.Err() != nil:
 		return OutcomeDrained

@@ -99,7 +99,7 @@ func (fan *Fanout) Serve(f *Follower) {
 // run follows for f until it is done, and finishes it, or until it parks.
 func (fan *Fanout) run(f *Follower) {
 	if err := fan.unparked(f); err != nil {
-		fan.finish(f, fan.failed(f.Member, err))
+		fan.finish(f, fan.failed(err))
 		return
 	}
 	parkable := f.Wire != nil && f.Wire.Parkable() && f.Follow && f.End < 0
@@ -116,7 +116,7 @@ func (fan *Fanout) run(f *Follower) {
 		return
 	}
 	if err := answer(f); err != nil {
-		fan.finish(f, fan.failed(f.Member, err))
+		fan.finish(f, fan.failed(err))
 		return
 	}
 	f.changed, f.probed = changed, time.Now()
